@@ -1,0 +1,263 @@
+//! Configuration: flags with environment fallbacks (DESIGN §4). Secrets are
+//! [`Secret`]s, so no `Debug` of the configuration can print them.
+
+use std::{fs, net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::secret::Secret;
+
+/// The command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "portone-facade",
+    version = crate::VERSION,
+    about = "gRPC facade over PortOne's V1 payment REST API",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    /// A helper command; without one, the server runs.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Server settings.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// Helper commands beside serving.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Asks a running facade for its health (a gRPC health client); exits 0
+    /// when SERVING, 1 otherwise. For probes and `helm test`.
+    Healthcheck(HealthcheckArgs),
+    /// Runs only the embedded PortOne emulator (for local development and
+    /// benchmarks); prints its URL and credentials as one JSON line.
+    Sandbox(SandboxArgs),
+}
+
+/// Flags of `healthcheck`.
+#[derive(Debug, Args)]
+pub struct HealthcheckArgs {
+    /// host:port of the facade.
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    pub addr: String,
+    /// Service to check; empty means the server as a whole.
+    #[arg(long, default_value = "")]
+    pub service: String,
+    /// How long to wait for the answer.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+}
+
+/// Flags of `sandbox`.
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    /// Address the emulator listens on.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen_addr: SocketAddr,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line (for log pipelines).
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+/// Flags and environment of the server.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// gRPC listen address.
+    #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:50051")]
+    pub listen_addr: SocketAddr,
+    /// Base URL of PortOne's token and prepare API.
+    #[arg(
+        long,
+        env = "PORTONE_API_URL",
+        default_value = "https://api.iamport.kr"
+    )]
+    pub api_url: String,
+    /// Base URL of PortOne's payment-link API (`https://api.iamport-dev.co` for PortOne's dev).
+    #[arg(
+        long,
+        env = "PORTONE_LINK_API_URL",
+        default_value = "https://api.iamport.co"
+    )]
+    pub link_api_url: String,
+    /// PortOne `imp_key` (prefer PORTONE_IMP_KEY_FILE).
+    #[arg(long, env = "PORTONE_IMP_KEY", hide_env_values = true)]
+    pub imp_key: Option<Secret>,
+    /// File holding the PortOne `imp_key` (e.g. a Kubernetes Secret volume).
+    #[arg(long, env = "PORTONE_IMP_KEY_FILE")]
+    pub imp_key_file: Option<PathBuf>,
+    /// PortOne `imp_secret` (prefer PORTONE_IMP_SECRET_FILE).
+    #[arg(long, env = "PORTONE_IMP_SECRET", hide_env_values = true)]
+    pub imp_secret: Option<Secret>,
+    /// File holding the PortOne `imp_secret`.
+    #[arg(long, env = "PORTONE_IMP_SECRET_FILE")]
+    pub imp_secret_file: Option<PathBuf>,
+    /// Default merchant id (`user_code`) for payment links.
+    #[arg(long, env = "PORTONE_USER_CODE")]
+    pub user_code: Option<String>,
+    /// Longest wait for one upstream attempt; the caller's deadline caps it.
+    #[arg(long, env = "UPSTREAM_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub upstream_timeout: Duration,
+    /// Drain time after SIGTERM/SIGINT.
+    #[arg(long, env = "SHUTDOWN_GRACE", default_value = "20s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+    /// Most API calls in flight; beyond it calls get RESOURCE_EXHAUSTED (OVERLOADED).
+    #[arg(long, env = "MAX_IN_FLIGHT", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_in_flight: u32,
+    /// Run against the embedded PortOne emulator with its own test credentials.
+    #[arg(long, env = "PORTONE_SANDBOX")]
+    pub sandbox: bool,
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "json")]
+    pub log_format: LogFormat,
+}
+
+/// Where the facade sends its calls.
+#[derive(Debug, Clone)]
+pub enum Upstream {
+    /// The embedded emulator, started by the server.
+    Sandbox,
+    /// PortOne itself.
+    PortOne {
+        /// Token and prepare API.
+        api_url: String,
+        /// Payment-link API.
+        link_api_url: String,
+        /// `imp_key`.
+        imp_key: Secret,
+        /// `imp_secret`.
+        imp_secret: Secret,
+    },
+}
+
+/// Checked settings of the server.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// gRPC listen address.
+    pub listen_addr: SocketAddr,
+    /// Where calls go.
+    pub upstream: Upstream,
+    /// Default `user_code` for links.
+    pub user_code: Option<String>,
+    /// Per-attempt upstream timeout.
+    pub upstream_timeout: Duration,
+    /// Drain time.
+    pub shutdown_grace: Duration,
+    /// In-flight limit.
+    pub max_in_flight: usize,
+}
+
+/// Why the server cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Credentials are missing and `--sandbox` is off.
+    #[error(
+        "missing PortOne credentials: set {0} (or run with --sandbox for the embedded PortOne emulator)"
+    )]
+    MissingCredentials(String),
+    /// A `*_FILE` could not be read.
+    #[error("cannot read {variable} from {path}: {source}")]
+    SecretFile {
+        /// The variable naming the file.
+        variable: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A URL setting is not an absolute http(s) URL.
+    #[error("{variable} must be an absolute http:// or https:// URL, got {value:?}")]
+    BadUrl {
+        /// The setting.
+        variable: &'static str,
+        /// Its value.
+        value: String,
+    },
+    /// A duration is zero.
+    #[error("{0} must be greater than zero")]
+    ZeroDuration(&'static str),
+}
+
+impl ServeArgs {
+    /// Checks the settings and reads the credential files.
+    pub fn resolve(self) -> Result<Settings, ConfigError> {
+        if self.upstream_timeout.is_zero() {
+            return Err(ConfigError::ZeroDuration("UPSTREAM_TIMEOUT"));
+        }
+        let upstream = if self.sandbox {
+            Upstream::Sandbox
+        } else {
+            let imp_key = secret(self.imp_key, self.imp_key_file, "PORTONE_IMP_KEY_FILE")?;
+            let imp_secret = secret(
+                self.imp_secret,
+                self.imp_secret_file,
+                "PORTONE_IMP_SECRET_FILE",
+            )?;
+            let missing: Vec<&str> = [
+                (
+                    imp_key.is_none(),
+                    "PORTONE_IMP_KEY (or PORTONE_IMP_KEY_FILE)",
+                ),
+                (
+                    imp_secret.is_none(),
+                    "PORTONE_IMP_SECRET (or PORTONE_IMP_SECRET_FILE)",
+                ),
+            ]
+            .into_iter()
+            .filter_map(|(missing, name)| missing.then_some(name))
+            .collect();
+            let (Some(imp_key), Some(imp_secret)) = (imp_key, imp_secret) else {
+                return Err(ConfigError::MissingCredentials(missing.join(" and ")));
+            };
+            Upstream::PortOne {
+                api_url: http_url("PORTONE_API_URL", self.api_url)?,
+                link_api_url: http_url("PORTONE_LINK_API_URL", self.link_api_url)?,
+                imp_key,
+                imp_secret,
+            }
+        };
+        Ok(Settings {
+            listen_addr: self.listen_addr,
+            upstream,
+            user_code: self.user_code.filter(|code| !code.trim().is_empty()),
+            upstream_timeout: self.upstream_timeout,
+            shutdown_grace: self.shutdown_grace,
+            max_in_flight: self.max_in_flight as usize,
+        })
+    }
+}
+
+/// The secret from its file (trimmed) or its value; empty counts as missing.
+fn secret(
+    value: Option<Secret>,
+    file: Option<PathBuf>,
+    variable: &'static str,
+) -> Result<Option<Secret>, ConfigError> {
+    let secret = match file {
+        Some(path) => {
+            let text = fs::read_to_string(&path).map_err(|source| ConfigError::SecretFile {
+                variable,
+                path: path.clone(),
+                source,
+            })?;
+            Some(Secret::new(text.trim()))
+        }
+        None => value.map(|v| Secret::new(v.expose().trim())),
+    };
+    Ok(secret.filter(|s| !s.expose().is_empty()))
+}
+
+fn http_url(variable: &'static str, value: String) -> Result<String, ConfigError> {
+    match reqwest::Url::parse(&value) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() => {
+            Ok(value)
+        }
+        _ => Err(ConfigError::BadUrl { variable, value }),
+    }
+}

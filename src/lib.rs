@@ -1,0 +1,112 @@
+//! portone-facade: a gRPC service in front of PortOne's V1 payment REST API.
+//!
+//! Data flows one way: request → [`validate`] → [`portone`] client →
+//! [`error`] mapping → response. [`run`] is what `main` and the tests call.
+
+pub mod api;
+pub mod config;
+pub mod deadline;
+pub mod error;
+pub mod healthcheck;
+pub mod ids;
+pub mod money;
+pub mod pb;
+pub mod portone;
+pub mod sandbox;
+pub mod secret;
+pub mod server;
+pub mod telemetry;
+pub mod validate;
+
+use std::future::Future;
+
+use tokio::net::TcpListener;
+
+use crate::{
+    config::{Settings, Upstream},
+    portone::{ClientConfig, PortOneClient},
+    sandbox::{SANDBOX_USER_CODE, Sandbox, SandboxOptions},
+    secret::Secret,
+    server::{BoxError, ServerOptions},
+};
+
+/// The version, with the git revision when the build was given one
+/// (`PORTONE_FACADE_GIT_REVISION`, see `build.rs`).
+pub const VERSION: &str = env!("PORTONE_FACADE_VERSION");
+
+/// Serves on `listener` until `shutdown` completes, then drains in-flight
+/// calls (bounded by `SHUTDOWN_GRACE`) and returns.
+pub async fn run(
+    settings: Settings,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), BoxError> {
+    // Kept alive for as long as the server runs.
+    let mut _sandbox = None;
+    let (client_config, default_user_code) = match settings.upstream {
+        Upstream::Sandbox => {
+            let sandbox = Sandbox::start(SandboxOptions::default()).await?;
+            tracing::warn!(url = %sandbox.url(), "using the embedded PortOne sandbox: no real payments are made");
+            let config = ClientConfig {
+                api_url: sandbox.url(),
+                link_api_url: sandbox.url(),
+                imp_key: Secret::new(sandbox.imp_key()),
+                imp_secret: Secret::new(sandbox.imp_secret()),
+                attempt_timeout: settings.upstream_timeout,
+            };
+            _sandbox = Some(sandbox);
+            (
+                config,
+                settings
+                    .user_code
+                    .or_else(|| Some(SANDBOX_USER_CODE.to_owned())),
+            )
+        }
+        Upstream::PortOne {
+            api_url,
+            link_api_url,
+            imp_key,
+            imp_secret,
+        } => (
+            ClientConfig {
+                api_url,
+                link_api_url,
+                imp_key,
+                imp_secret,
+                attempt_timeout: settings.upstream_timeout,
+            },
+            settings.user_code,
+        ),
+    };
+    let client = PortOneClient::new(client_config)?;
+    let options = ServerOptions {
+        max_in_flight: settings.max_in_flight,
+        shutdown_grace: settings.shutdown_grace,
+        default_user_code,
+    };
+    server::serve(listener, client, options, shutdown).await
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+}

@@ -1,0 +1,107 @@
+//! The `portone-facade` binary: parse, set up logging, run. Nothing else.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use portone_facade::{
+    config::{Cli, Command, HealthcheckArgs, SandboxArgs, ServeArgs},
+    healthcheck,
+    sandbox::{Sandbox, SandboxOptions},
+    shutdown_signal, telemetry,
+};
+use tokio::net::TcpListener;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("portone-facade: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Some(Command::Healthcheck(args)) => runtime.block_on(check_health(args)),
+        Some(Command::Sandbox(args)) => runtime.block_on(run_sandbox(args)),
+        None => runtime.block_on(serve(cli.serve)),
+    }
+}
+
+async fn serve(args: ServeArgs) -> ExitCode {
+    telemetry::init_logging(args.log_format);
+    let settings = match args.resolve() {
+        Ok(settings) => settings,
+        Err(error) => {
+            tracing::error!(%error, "refusing to start");
+            eprintln!("portone-facade: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let listener = match TcpListener::bind(settings.listen_addr).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!(
+                "portone-facade: cannot listen on {}: {error}",
+                settings.listen_addr
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    match portone_facade::run(settings, listener, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("portone-facade: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn check_health(args: HealthcheckArgs) -> ExitCode {
+    match healthcheck::check(&args.addr, &args.service, args.timeout).await {
+        Ok(status) => {
+            println!("{}", status.as_str_name());
+            if status == tonic_health::pb::health_check_response::ServingStatus::Serving {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(error) => {
+            eprintln!("portone-facade healthcheck: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_sandbox(args: SandboxArgs) -> ExitCode {
+    let listener = match TcpListener::bind(args.listen_addr).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!(
+                "portone-facade sandbox: cannot listen on {}: {error}",
+                args.listen_addr
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let sandbox = match Sandbox::start_on(listener, SandboxOptions::default()) {
+        Ok(sandbox) => sandbox,
+        Err(error) => {
+            eprintln!("portone-facade sandbox: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!(
+        "{}",
+        serde_json::json!({
+            "url": sandbox.url(),
+            "imp_key": sandbox.imp_key(),
+            "imp_secret": sandbox.imp_secret(),
+        })
+    );
+    shutdown_signal().await;
+    ExitCode::SUCCESS
+}

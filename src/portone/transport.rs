@@ -1,0 +1,285 @@
+//! One upstream call: attempts, the token, retries with backoff inside the
+//! deadline, and turning each answer into success or an [`UpstreamError`].
+
+use std::{sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, header};
+
+use super::{
+    ClientInner,
+    error::{UpstreamError, UpstreamErrorKind},
+    token::AccessToken,
+    wire::LenientError,
+};
+use crate::deadline::Deadline;
+
+/// Most attempts of one call (the retry after a 401 comes on top).
+const MAX_ATTEMPTS: u32 = 3;
+/// First backoff; doubled per attempt, with jitter.
+const BASE_BACKOFF: Duration = Duration::from_millis(50);
+/// Longest backoff between two attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// Most of an unexpected body quoted back in `upstream_message`.
+const QUOTED_BODY_CHARS: usize = 200;
+
+/// When a call may be sent again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RetryRule {
+    /// On connect errors, timeouts, 5xx and 429.
+    Idempotent,
+    /// Only when the request provably never left (connection refused).
+    OnlyIfNeverSent,
+}
+
+/// Which endpoint family answers: getToken's refusals are auth failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Audience {
+    Token,
+    Api,
+}
+
+/// One REST call to make.
+pub(crate) struct Call {
+    pub method: Method,
+    pub url: String,
+    pub body: Option<(Bytes, HeaderValue)>,
+    pub retry: RetryRule,
+    pub audience: Audience,
+}
+
+/// A 2xx answer.
+pub(crate) struct Answer {
+    pub status: u16,
+    pub body: Bytes,
+}
+
+/// Why one attempt failed, and whether another may follow.
+struct Failure {
+    error: UpstreamError,
+    class: FailureClass,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum FailureClass {
+    /// Must not be repeated (4xx, business error, deadline gone, unexpected body).
+    Final,
+    /// May be repeated if the call is idempotent.
+    Transient,
+    /// The request never left; any call may be repeated.
+    NeverSent,
+}
+
+impl ClientInner {
+    /// Runs `call` to a 2xx answer or a final error.
+    pub(crate) async fn execute(
+        self: &Arc<Self>,
+        call: &Call,
+        deadline: Deadline,
+    ) -> Result<Answer, UpstreamError> {
+        let mut attempts = 0;
+        let mut refreshed_after_401 = false;
+        loop {
+            attempts += 1;
+            let token = match call.audience {
+                Audience::Api => Some(self.token(deadline).await?),
+                Audience::Token => None,
+            };
+            let failure = match self.attempt(call, token.as_deref(), deadline).await {
+                Ok((status, body, _)) if (200..300).contains(&status) => {
+                    return Ok(Answer { status, body });
+                }
+                Ok((401, _, _)) if call.audience == Audience::Api && !refreshed_after_401 => {
+                    // PortOne no longer takes this token: drop it, get a new
+                    // one and try once more; this attempt does not count.
+                    if let Some(token) = &token {
+                        self.tokens.invalidate(token);
+                    }
+                    refreshed_after_401 = true;
+                    attempts -= 1;
+                    continue;
+                }
+                Ok((status, body, headers)) => {
+                    failure_from_answer(call.audience, status, &body, &headers)
+                }
+                Err(failure) => failure,
+            };
+            let may_retry = match failure.class {
+                FailureClass::Final => false,
+                FailureClass::Transient => call.retry == RetryRule::Idempotent,
+                FailureClass::NeverSent => true,
+            };
+            if may_retry && attempts < MAX_ATTEMPTS {
+                let wait = failure
+                    .error
+                    .retry_after
+                    .unwrap_or_else(|| backoff(attempts));
+                if deadline.fits(wait) && wait <= self.config.attempt_timeout {
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+            }
+            return Err(failure.error);
+        }
+    }
+
+    /// One HTTP exchange, bounded by the attempt timeout and the deadline.
+    async fn attempt(
+        &self,
+        call: &Call,
+        token: Option<&AccessToken>,
+        deadline: Deadline,
+    ) -> Result<(u16, Bytes, HeaderMap), Failure> {
+        let limit = deadline.cap(self.config.attempt_timeout);
+        if limit.is_zero() {
+            return Err(deadline_gone());
+        }
+        let mut request = self.http.request(call.method.clone(), &call.url);
+        if let Some(token) = token {
+            request = request.header(header::AUTHORIZATION, token.authorization.clone());
+        }
+        if let Some((body, content_type)) = &call.body {
+            request = request
+                .header(header::CONTENT_TYPE, content_type.clone())
+                .body(body.clone());
+        }
+        let exchange = async {
+            let response = request.send().await?;
+            let status = response.status().as_u16();
+            let headers = response.headers().clone();
+            let body = response.bytes().await?;
+            Ok::<_, reqwest::Error>((status, body, headers))
+        };
+        match tokio::time::timeout(limit, exchange).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(error)) => Err(failure_from_transport(&error)),
+            Err(_) if deadline.is_expired() => Err(deadline_gone()),
+            Err(_) => Err(Failure {
+                error: UpstreamError::without_answer(
+                    UpstreamErrorKind::Timeout,
+                    format!(
+                        "PortOne did not answer within the upstream timeout of {}",
+                        humantime::format_duration(limit)
+                    ),
+                ),
+                class: FailureClass::Transient,
+            }),
+        }
+    }
+}
+
+fn deadline_gone() -> Failure {
+    Failure {
+        error: UpstreamError::without_answer(
+            UpstreamErrorKind::Timeout,
+            "the caller's deadline ran out before PortOne answered",
+        ),
+        class: FailureClass::Final,
+    }
+}
+
+fn failure_from_transport(error: &reqwest::Error) -> Failure {
+    if error.is_connect() {
+        Failure {
+            error: UpstreamError::without_answer(
+                UpstreamErrorKind::Unavailable,
+                "could not connect to PortOne",
+            ),
+            class: FailureClass::NeverSent,
+        }
+    } else {
+        Failure {
+            error: UpstreamError::without_answer(
+                UpstreamErrorKind::Unavailable,
+                "the connection to PortOne failed before a whole answer arrived",
+            ),
+            class: FailureClass::Transient,
+        }
+    }
+}
+
+/// The row of the error table for a non-2xx answer.
+fn failure_from_answer(
+    audience: Audience,
+    status: u16,
+    body: &[u8],
+    headers: &HeaderMap,
+) -> Failure {
+    let quoted = serde_json::from_slice::<LenientError>(body).unwrap_or_default();
+    let (kind, class) = match (audience, status) {
+        (Audience::Token, 400..=499) => (UpstreamErrorKind::AuthFailed, FailureClass::Final),
+        (_, 401) => (UpstreamErrorKind::AuthFailed, FailureClass::Final),
+        (_, 403) => (UpstreamErrorKind::Forbidden, FailureClass::Final),
+        (_, 404) => (UpstreamErrorKind::NotFound, FailureClass::Final),
+        (_, 408) => (UpstreamErrorKind::Timeout, FailureClass::Transient),
+        (_, 409) => (UpstreamErrorKind::Conflict, FailureClass::Final),
+        (_, 429) => (UpstreamErrorKind::RateLimited, FailureClass::Transient),
+        (_, 400..=499) => (UpstreamErrorKind::Rejected, FailureClass::Final),
+        (_, 500..=599) => (UpstreamErrorKind::Unavailable, FailureClass::Transient),
+        _ => (UpstreamErrorKind::Unavailable, FailureClass::Final),
+    };
+    Failure {
+        error: UpstreamError {
+            kind,
+            http_status: Some(status),
+            upstream_code: quoted.code,
+            upstream_message: quoted
+                .message
+                .unwrap_or_else(|| describe_body(status, body)),
+            retry_after: retry_after(headers),
+        },
+        class,
+    }
+}
+
+/// Words for an answer that carried no PortOne message.
+pub(crate) fn describe_body(status: u16, body: &[u8]) -> String {
+    if body.is_empty() {
+        return format!("HTTP {status} with an empty body");
+    }
+    let text = String::from_utf8_lossy(body);
+    let quoted: String = text.chars().take(QUOTED_BODY_CHARS).collect();
+    format!("HTTP {status} with an unexpected body: {quoted}")
+}
+
+/// `Retry-After` in seconds (PortOne sends no dates).
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let seconds: u64 = headers
+        .get(header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(seconds))
+}
+
+/// Exponential backoff with jitter: a random wait in [half, full] of the step.
+fn backoff(attempt: u32) -> Duration {
+    let step = BASE_BACKOFF
+        .saturating_mul(1 << attempt.saturating_sub(1).min(16))
+        .min(MAX_BACKOFF);
+    step / 2 + step.mul_f64(fastrand::f64() / 2.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_stays_bounded() {
+        for attempt in 1..20 {
+            let wait = backoff(attempt);
+            assert!(wait >= BASE_BACKOFF / 2 && wait <= MAX_BACKOFF, "{wait:?}");
+        }
+        assert!(backoff(1) <= BASE_BACKOFF);
+    }
+
+    #[test]
+    fn an_html_error_page_is_quoted_briefly() {
+        let page = format!("<html>{}</html>", "x".repeat(1000));
+        let described = describe_body(502, page.as_bytes());
+        assert!(described.starts_with("HTTP 502 with an unexpected body: <html>"));
+        assert!(described.chars().count() < 260);
+    }
+}

@@ -1,0 +1,210 @@
+//! Fault injection and call counting, in front of the emulated endpoints.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    convert::Infallible,
+    future::Future,
+    io,
+    pin::Pin,
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use axum::{Router, body::Body};
+use http::{HeaderMap, Method, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use tower::ServiceExt;
+
+use super::state::State;
+
+/// The emulated endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// `POST /users/getToken`.
+    GetToken,
+    /// `POST /payments/prepare`.
+    PreparePayment,
+    /// `GET /payments/prepare/{merchant_uid}`.
+    GetPrepared,
+    /// `PUT /payments/prepare`.
+    UpdatePrepared,
+    /// `POST /api/supplements/v1/link/payment`.
+    CreateLink,
+    /// `PUT /api/supplements/v1/link/payment/{id}`.
+    DisableLink,
+}
+
+const ENDPOINTS: usize = 6;
+
+impl Endpoint {
+    fn of(method: &Method, path: &str) -> Option<Endpoint> {
+        const LINK: &str = "/api/supplements/v1/link/payment";
+        Some(match (method, path) {
+            (&Method::POST, "/users/getToken") => Endpoint::GetToken,
+            (&Method::POST, "/payments/prepare") => Endpoint::PreparePayment,
+            (&Method::PUT, "/payments/prepare") => Endpoint::UpdatePrepared,
+            (&Method::GET, p) if p.starts_with("/payments/prepare/") => Endpoint::GetPrepared,
+            (&Method::POST, LINK) => Endpoint::CreateLink,
+            (&Method::PUT, p) if p.starts_with(LINK) && p.len() > LINK.len() => {
+                Endpoint::DisableLink
+            }
+            _ => return None,
+        })
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// What an injected fault does to one request.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Answers with this status and body (and `Retry-After` seconds, if set)
+    /// instead of the real handler.
+    Respond {
+        /// HTTP status.
+        status: u16,
+        /// Body, sent as `application/json`.
+        body: String,
+        /// `Retry-After` header in seconds.
+        retry_after: Option<u64>,
+    },
+    /// Waits, then lets the real handler answer.
+    Delay(Duration),
+    /// Answers 200 with a body that is not JSON.
+    MalformedBody,
+    /// Closes the connection without answering (the request is not handled).
+    DropConnection,
+    /// Handles the request for real, then closes the connection instead of
+    /// answering: the answer is lost on the way back.
+    LoseAnswer,
+}
+
+impl Fault {
+    /// An answer with `status` and PortOne's envelope around `message`.
+    pub fn status(status: u16, code: i64, message: &str) -> Fault {
+        Fault::Respond {
+            status,
+            body: serde_json::json!({"code": code, "message": message, "response": null})
+                .to_string(),
+            retry_after: None,
+        }
+    }
+}
+
+/// Queued faults, counts and last headers per endpoint.
+#[derive(Default)]
+pub(crate) struct Faults {
+    queued: Mutex<HashMap<Endpoint, VecDeque<(Fault, usize)>>>,
+    counts: [AtomicUsize; ENDPOINTS],
+    last_headers: Mutex<HashMap<Endpoint, HeaderMap>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Faults {
+    pub fn push(&self, endpoint: Endpoint, fault: Fault, times: usize) {
+        if times > 0 {
+            lock(&self.queued)
+                .entry(endpoint)
+                .or_default()
+                .push_back((fault, times));
+        }
+    }
+
+    pub fn clear(&self) {
+        lock(&self.queued).clear();
+    }
+
+    pub fn calls(&self, endpoint: Endpoint) -> usize {
+        self.counts[endpoint.index()].load(Ordering::Acquire)
+    }
+
+    pub fn last_headers(&self, endpoint: Endpoint) -> Option<HeaderMap> {
+        lock(&self.last_headers).get(&endpoint).cloned()
+    }
+
+    fn record(&self, endpoint: Endpoint, headers: &HeaderMap) -> Option<Fault> {
+        self.counts[endpoint.index()].fetch_add(1, Ordering::AcqRel);
+        lock(&self.last_headers).insert(endpoint, headers.clone());
+        let mut queued = lock(&self.queued);
+        let queue = queued.get_mut(&endpoint)?;
+        let (fault, remaining) = queue.front_mut()?;
+        let fault = fault.clone();
+        *remaining -= 1;
+        if *remaining == 0 {
+            queue.pop_front();
+        }
+        Some(fault)
+    }
+}
+
+/// The per-connection service: counts, applies a queued fault, or hands the
+/// request to the emulator's router.
+#[derive(Clone)]
+pub(crate) struct FaultService {
+    state: Arc<State>,
+    router: Router,
+}
+
+impl FaultService {
+    pub fn new(state: Arc<State>, router: Router) -> FaultService {
+        FaultService { state, router }
+    }
+}
+
+impl hyper::service::Service<Request<Incoming>> for FaultService {
+    type Response = Response<Body>;
+    type Error = io::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, io::Error>> + Send>>;
+
+    fn call(&self, request: Request<Incoming>) -> Self::Future {
+        let state = Arc::clone(&self.state);
+        let router = self.router.clone();
+        Box::pin(async move {
+            let endpoint = Endpoint::of(request.method(), request.uri().path());
+            let fault = endpoint.and_then(|e| state.faults.record(e, request.headers()));
+            match fault {
+                Some(Fault::Respond {
+                    status,
+                    body,
+                    retry_after,
+                }) => {
+                    let mut response = Response::builder()
+                        .status(
+                            StatusCode::from_u16(status)
+                                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                        )
+                        .header(header::CONTENT_TYPE, "application/json; charset=utf-8");
+                    if let Some(seconds) = retry_after {
+                        response = response.header(header::RETRY_AFTER, seconds);
+                    }
+                    return response.body(Body::from(body)).map_err(io::Error::other);
+                }
+                Some(Fault::MalformedBody) => {
+                    return Ok(Response::new(Body::from("<html>502 Bad Gateway</html>")));
+                }
+                Some(Fault::DropConnection) => {
+                    return Err(io::Error::other("injected connection drop"));
+                }
+                Some(Fault::Delay(wait)) => tokio::time::sleep(wait).await,
+                Some(Fault::LoseAnswer) => {
+                    let _handled = router.oneshot(request.map(Body::new)).await;
+                    return Err(io::Error::other("injected loss of the answer"));
+                }
+                None => {}
+            }
+            let response: Result<Response<Body>, Infallible> =
+                router.oneshot(request.map(Body::new)).await;
+            Ok(response.unwrap_or_else(|never| match never {}))
+        })
+    }
+}

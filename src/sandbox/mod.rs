@@ -1,0 +1,169 @@
+//! An embedded PortOne V1 emulator that behaves as `shared/portone/UPSTREAM.md`
+//! describes: getToken with expiry, the prepare endpoints with PortOne's
+//! statuses, envelopes and Korean messages, payment links, `Authorization`
+//! checking, and a handle for tests to inject faults and count calls.
+//!
+//! The facade knows it only as an upstream URL.
+
+mod faults;
+mod routes;
+mod state;
+
+use std::{io, net::SocketAddr, sync::Arc, time::Duration};
+
+use http::HeaderMap;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+
+pub use faults::{Endpoint, Fault};
+pub use state::LinkRecord;
+
+use self::state::State;
+
+/// The sandbox's `imp_key`.
+pub const SANDBOX_IMP_KEY: &str = "sandbox_imp_key";
+/// The sandbox's `imp_secret`.
+pub const SANDBOX_IMP_SECRET: &str = "sandbox_imp_secret";
+/// The default `user_code` the facade uses with the sandbox.
+pub const SANDBOX_USER_CODE: &str = "imp00000000";
+
+/// How the emulator behaves.
+#[derive(Debug, Clone)]
+pub struct SandboxOptions {
+    /// The `imp_key` it accepts.
+    pub imp_key: String,
+    /// The `imp_secret` it accepts.
+    pub imp_secret: String,
+    /// Lifetime of an issued token (PortOne: 30 minutes).
+    pub token_lifetime: Duration,
+}
+
+impl Default for SandboxOptions {
+    fn default() -> SandboxOptions {
+        SandboxOptions {
+            imp_key: SANDBOX_IMP_KEY.to_owned(),
+            imp_secret: SANDBOX_IMP_SECRET.to_owned(),
+            token_lifetime: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+/// A running emulator; it stops when dropped.
+pub struct Sandbox {
+    addr: SocketAddr,
+    state: Arc<State>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Sandbox {
+    /// Starts on an ephemeral loopback port.
+    pub async fn start(options: SandboxOptions) -> io::Result<Sandbox> {
+        let listener = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await?;
+        Sandbox::start_on(listener, options)
+    }
+
+    /// Starts on `listener`.
+    pub fn start_on(listener: TcpListener, options: SandboxOptions) -> io::Result<Sandbox> {
+        let addr = listener.local_addr()?;
+        let state = Arc::new(State::new(options, format!("http://{addr}")));
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(accept_loop(listener, Arc::clone(&state), stopped));
+        Ok(Sandbox {
+            addr,
+            state,
+            stop,
+            task,
+        })
+    }
+
+    /// Base URL, e.g. `http://127.0.0.1:40123`; both APIs live under it.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The `imp_key` it accepts.
+    pub fn imp_key(&self) -> &str {
+        &self.state.options.imp_key
+    }
+
+    /// The `imp_secret` it accepts.
+    pub fn imp_secret(&self) -> &str {
+        &self.state.options.imp_secret
+    }
+
+    /// Makes the next call to `endpoint` behave as `fault`.
+    pub fn inject(&self, endpoint: Endpoint, fault: Fault) {
+        self.state.faults.push(endpoint, fault, 1);
+    }
+
+    /// Makes the next `times` calls to `endpoint` behave as `fault`.
+    pub fn inject_times(&self, endpoint: Endpoint, fault: Fault, times: usize) {
+        self.state.faults.push(endpoint, fault, times);
+    }
+
+    /// Removes every fault not yet used.
+    pub fn clear_faults(&self) {
+        self.state.faults.clear();
+    }
+
+    /// How many requests reached `endpoint` (faulted ones included).
+    pub fn calls(&self, endpoint: Endpoint) -> usize {
+        self.state.faults.calls(endpoint)
+    }
+
+    /// The headers of the last request to `endpoint`.
+    pub fn last_headers(&self, endpoint: Endpoint) -> Option<HeaderMap> {
+        self.state.faults.last_headers(endpoint)
+    }
+
+    /// Invalidates every issued token, as if they had expired.
+    pub fn revoke_tokens(&self) {
+        self.state.revoke_tokens();
+    }
+
+    /// The link with id `link_id`, if created.
+    pub fn link(&self, link_id: &str) -> Option<LinkRecord> {
+        self.state.link(link_id)
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        self.task.abort();
+    }
+}
+
+async fn accept_loop(listener: TcpListener, state: Arc<State>, mut stopped: watch::Receiver<bool>) {
+    let router = routes::router(Arc::clone(&state));
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1.timer(TokioTimer::new()).keep_alive(true);
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = stopped.changed() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let service = faults::FaultService::new(Arc::clone(&state), router.clone());
+        let connection = http1.serve_connection(TokioIo::new(stream), service);
+        let mut stopped = stopped.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = connection => {}
+                _ = stopped.changed() => {}
+            }
+        });
+    }
+}

@@ -1,0 +1,352 @@
+//! The gRPC server: the two services beside health and reflection, a guard
+//! layer (deadline, load limit, in-flight count) in front of them, HTTP/2
+//! connections, and graceful shutdown.
+
+use std::{
+    convert::Infallible,
+    future::Future,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use http::{HeaderMap, Request, Response};
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::graceful::GracefulShutdown,
+    service::TowerToHyperService,
+};
+use tokio::{
+    net::TcpListener,
+    sync::{Notify, OwnedSemaphorePermit, Semaphore},
+    time::Instant,
+};
+use tonic::{body::Body, service::Routes};
+use tonic_health::{
+    ServingStatus,
+    server::{HealthReporter, health_reporter},
+};
+use tower::Service;
+
+use crate::{
+    api::{LinkApi, PrepareApi},
+    deadline::Deadline,
+    error::{FacadeError, to_status},
+    pb::{
+        self, payment_link_service_server::PaymentLinkServiceServer,
+        payment_prepare_service_server::PaymentPrepareServiceServer,
+    },
+    portone::PortOneClient,
+};
+
+/// Error type of server start-up.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The gRPC paths of our own API; health and reflection are never refused.
+const API_PATH_PREFIX: &str = "/portone.facade.v1.";
+/// After the last API call finished, how long open streams (a health Watch)
+/// may still hold the drain before connections are dropped.
+const STREAM_LINGER: Duration = Duration::from_millis(300);
+
+/// How the server behaves, apart from what it calls.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Most API calls in flight; more are answered `RESOURCE_EXHAUSTED` / `OVERLOADED`.
+    pub max_in_flight: usize,
+    /// How long in-flight calls may take to finish after shutdown begins.
+    pub shutdown_grace: Duration,
+    /// Default `user_code` for payment links.
+    pub default_user_code: Option<String>,
+}
+
+/// Serves on `listener` until `shutdown` completes, then drains.
+pub async fn serve(
+    listener: TcpListener,
+    client: PortOneClient,
+    options: ServerOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), BoxError> {
+    let (health, health_service) = health_reporter();
+    health
+        .set_serving::<PaymentPrepareServiceServer<PrepareApi>>()
+        .await;
+    health
+        .set_serving::<PaymentLinkServiceServer<LinkApi>>()
+        .await;
+    let routes = Routes::new(health_service)
+        .add_service(reflection().build_v1()?)
+        .add_service(reflection().build_v1alpha()?)
+        .add_service(PaymentPrepareServiceServer::new(PrepareApi::new(
+            client.clone(),
+        )))
+        .add_service(PaymentLinkServiceServer::new(LinkApi::new(
+            client,
+            options.default_user_code.clone(),
+        )))
+        .prepare();
+    let in_flight = InFlight::new(options.max_in_flight);
+    let service = Guard {
+        inner: routes,
+        in_flight: in_flight.clone(),
+    };
+
+    let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    http2
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(u32::try_from(options.max_in_flight.max(100)).unwrap_or(u32::MAX))
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(10));
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    tracing::info!(local_addr = %listener.local_addr()?, "listening");
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let connection = http2.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service.clone()));
+                    let connection = graceful.watch(connection);
+                    tokio::spawn(async move {
+                        if let Err(error) = connection.await {
+                            tracing::debug!(%error, "connection ended with an error");
+                        }
+                    });
+                }
+                Err(error) => {
+                    // Out of file descriptors and the like: back off, keep serving.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    tracing::info!(in_flight = in_flight.count(), grace = ?options.shutdown_grace, "shutting down");
+    set_not_serving(&health).await;
+    drain(graceful, &in_flight, options.shutdown_grace).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Waits for connections to close: until every API call in flight has
+/// finished (plus a short linger for other streams), or the grace runs out.
+async fn drain(graceful: GracefulShutdown, in_flight: &InFlight, grace: Duration) {
+    let all_closed = graceful.shutdown();
+    let api_calls_done = async {
+        in_flight.wait_idle().await;
+        tokio::time::sleep(STREAM_LINGER).await;
+    };
+    tokio::select! {
+        () = all_closed => {}
+        () = api_calls_done => {}
+        () = tokio::time::sleep(grace) => {
+            tracing::warn!(in_flight = in_flight.count(), "shutdown grace ran out; dropping remaining calls");
+        }
+    }
+}
+
+async fn set_not_serving(health: &HealthReporter) {
+    health
+        .set_not_serving::<PaymentPrepareServiceServer<PrepareApi>>()
+        .await;
+    health
+        .set_not_serving::<PaymentLinkServiceServer<LinkApi>>()
+        .await;
+    health
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
+}
+
+/// Reflection over our contract, health, and the `google.rpc` error details
+/// (so grpcurl can print them).
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+}
+
+/// Counts API calls in flight and bounds them.
+#[derive(Clone)]
+struct InFlight {
+    permits: Arc<Semaphore>,
+    limit: usize,
+    count: Arc<AtomicUsize>,
+    idle: Arc<Notify>,
+}
+
+/// Held for the life of one API call.
+struct InFlightGuard {
+    _permit: OwnedSemaphorePermit,
+    count: Arc<AtomicUsize>,
+    idle: Arc<Notify>,
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        if self.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+}
+
+impl InFlight {
+    fn new(limit: usize) -> InFlight {
+        InFlight {
+            permits: Arc::new(Semaphore::new(limit)),
+            limit,
+            count: Arc::new(AtomicUsize::new(0)),
+            idle: Arc::new(Notify::new()),
+        }
+    }
+
+    fn try_enter(&self) -> Option<InFlightGuard> {
+        let permit = Arc::clone(&self.permits).try_acquire_owned().ok()?;
+        self.count.fetch_add(1, Ordering::AcqRel);
+        Some(InFlightGuard {
+            _permit: permit,
+            count: Arc::clone(&self.count),
+            idle: Arc::clone(&self.idle),
+        })
+    }
+
+    fn count(&self) -> usize {
+        self.count.load(Ordering::Acquire)
+    }
+
+    async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.count() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Reads `grpc-timeout` into a [`Deadline`] for the handlers, answers
+/// `DEADLINE_EXCEEDED` itself when it runs out (tonic's own timeout would
+/// say `CANCELLED`), and refuses API calls beyond the in-flight limit.
+#[derive(Clone)]
+struct Guard<S> {
+    inner: S,
+    in_flight: InFlight,
+}
+
+type GuardFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+impl<S, B> Service<Request<B>> for Guard<S>
+where
+    S: Service<Request<B>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = GuardFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> GuardFuture {
+        let deadline = grpc_timeout(request.headers()).map_or_else(Deadline::none, |timeout| {
+            Instant::now()
+                .checked_add(timeout.saturating_sub(answer_margin(timeout)))
+                .map_or_else(Deadline::none, Deadline::at)
+        });
+        request.extensions_mut().insert(deadline);
+        let guard = if request.uri().path().starts_with(API_PATH_PREFIX) {
+            match self.in_flight.try_enter() {
+                Some(guard) => Some(guard),
+                None => {
+                    let limit = self.in_flight.limit;
+                    return Box::pin(async move {
+                        Ok(to_status(FacadeError::Overloaded { limit }).into_http())
+                    });
+                }
+            }
+        } else {
+            None
+        };
+        // The clone that was polled ready handles this call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let response = inner.call(request);
+        Box::pin(async move {
+            let _guard = guard;
+            match deadline.instant() {
+                Some(at) => match tokio::time::timeout_at(at, response).await {
+                    Ok(response) => response,
+                    Err(_) => Ok(to_status(FacadeError::DeadlineExceeded).into_http()),
+                },
+                None => response.await,
+            }
+        })
+    }
+}
+
+/// How long before the caller's deadline the facade gives up and answers.
+/// gRPC clients run their own timer from the same `grpc-timeout` and would
+/// report a bare CANCELLED or DEADLINE_EXCEEDED without our details if our
+/// answer arrived a moment after it: 5% of the timeout, 5 to 50 ms.
+fn answer_margin(timeout: Duration) -> Duration {
+    (timeout / 20).clamp(Duration::from_millis(5), Duration::from_millis(50))
+}
+
+/// Parses `grpc-timeout`: at most 8 digits and a unit (H M S m u n).
+fn grpc_timeout(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let amount: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(amount * 3600),
+        "M" => Duration::from_secs(amount * 60),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timeout_of(value: &str) -> Option<Duration> {
+        let mut headers = HeaderMap::new();
+        headers.insert("grpc-timeout", value.parse().unwrap());
+        grpc_timeout(&headers)
+    }
+
+    #[test]
+    fn grpc_timeout_units_are_read() {
+        assert_eq!(timeout_of("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(timeout_of("2M"), Some(Duration::from_secs(120)));
+        assert_eq!(timeout_of("3S"), Some(Duration::from_secs(3)));
+        assert_eq!(timeout_of("999m"), Some(Duration::from_millis(999)));
+        assert_eq!(timeout_of("5u"), Some(Duration::from_micros(5)));
+        assert_eq!(
+            timeout_of("99999999n"),
+            Some(Duration::from_nanos(99_999_999))
+        );
+    }
+
+    #[test]
+    fn malformed_grpc_timeouts_are_ignored() {
+        for bad in ["", "S", "123456789S", "1x", "-1S", "1.5S"] {
+            assert_eq!(timeout_of(bad), None, "{bad:?}");
+        }
+    }
+}

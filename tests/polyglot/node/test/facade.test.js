@@ -1,0 +1,307 @@
+// The facade called from Node through @grpc/grpc-js, with our .proto files
+// loaded at run time by @grpc/proto-loader (no generated code), and the rich
+// error details (google.rpc.Status in grpc-status-details-bin) decoded with
+// protobufjs from the google/rpc .proto files in ../protos.
+//
+// Needs FACADE_ADDR (host:port of a running facade, e.g. `portone-facade
+// --sandbox`); scripts/polyglot-test.sh starts one and runs this.
+'use strict';
+
+const { describe, test, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const crypto = require('node:crypto');
+const path = require('node:path');
+
+const grpc = require('@grpc/grpc-js');
+const protoLoader = require('@grpc/proto-loader');
+const protobuf = require('protobufjs');
+
+const ADDR = process.env.FACADE_ADDR;
+if (!ADDR) {
+  throw new Error('FACADE_ADDR is not set: start the facade and set FACADE_ADDR=host:port, or run scripts/polyglot-test.sh');
+}
+const REPO_ROOT = path.resolve(__dirname, '..', '..', '..', '..');
+const PROTO_DIR = process.env.FACADE_PROTO_DIR || path.join(REPO_ROOT, 'proto');
+const LOCAL_PROTOS = path.join(__dirname, '..', 'protos');
+
+const TIMEOUT_MS = 10_000;
+const DOMAIN = 'portone-facade';
+const NOT_FOUND_MESSAGE = '사전등록된 결제정보가 존재하지 않습니다.'; // PortOne's, verbatim
+const HANGUL = /[\uac00-\ud7a3]/;
+const RUN_ID = crypto.randomBytes(5).toString('hex');
+let uidCounter = 0;
+
+/** A fresh merchant_uid (<= 40 chars), unique per run. */
+function newUid(tag) {
+  const uid = `js-${tag}-${RUN_ID}-${uidCounter++}`;
+  assert.ok(uid.length <= 40, uid);
+  return uid;
+}
+
+// ------------------------------------------------------------------ stubs
+
+const packageDefinition = protoLoader.loadSync(
+  [
+    'portone/facade/v1/payment_prepare_service.proto',
+    'portone/facade/v1/payment_link_service.proto',
+    'grpc/health/v1/health.proto',
+  ],
+  {
+    keepCase: true, // field names as in the .proto: merchant_uid, expire_at, ...
+    longs: String,
+    enums: String,
+    defaults: true,
+    oneofs: true,
+    includeDirs: [PROTO_DIR, LOCAL_PROTOS], // google/protobuf/* are bundled with proto-loader
+  },
+);
+const loaded = grpc.loadPackageDefinition(packageDefinition);
+const v1 = loaded.portone.facade.v1;
+const credentials = grpc.credentials.createInsecure();
+const prepareClient = new v1.PaymentPrepareService(ADDR, credentials);
+const linkClient = new v1.PaymentLinkService(ADDR, credentials);
+const healthClient = new loaded.grpc.health.v1.Health(ADDR, credentials);
+
+// google.rpc.Status and its detail types, to decode grpc-status-details-bin.
+const rpcRoot = new protobuf.Root().loadSync(
+  [path.join(LOCAL_PROTOS, 'google/rpc/status.proto'), path.join(LOCAL_PROTOS, 'google/rpc/error_details.proto')],
+  { keepCase: true },
+);
+const Status = rpcRoot.lookupType('google.rpc.Status');
+const BadRequest = rpcRoot.lookupType('google.rpc.BadRequest');
+const ErrorInfo = rpcRoot.lookupType('google.rpc.ErrorInfo');
+
+// ------------------------------------------------------------------ helpers
+
+/** Promise around a unary call with a deadline. */
+function unary(client, method, request) {
+  return new Promise((resolve, reject) => {
+    client[method](request, { deadline: Date.now() + TIMEOUT_MS }, (err, response) =>
+      err ? reject(err) : resolve(response),
+    );
+  });
+}
+
+/** Calls and expects a failure; returns the grpc-js ServiceError. */
+async function callError(client, method, request) {
+  try {
+    const response = await unary(client, method, request);
+    assert.fail(`${method} succeeded but should have failed: ${JSON.stringify(response)}`);
+  } catch (err) {
+    if (err instanceof assert.AssertionError) throw err;
+    assert.equal(typeof err.code, 'number', `not a gRPC error: ${err}`);
+    return err;
+  }
+}
+
+/** Decodes google.rpc.Status from the trailer; fails when there is none. */
+function richStatus(err) {
+  const raw = err.metadata.get('grpc-status-details-bin');
+  assert.equal(raw.length, 1, `${grpc.status[err.code]} "${err.details}" carries no grpc-status-details-bin`);
+  const status = Status.toObject(Status.decode(raw[0]), { defaults: true });
+  assert.equal(status.code, err.code);
+  assert.equal(status.message, err.details);
+  return status;
+}
+
+/** The one detail of the given protobufjs type among status.details. */
+function oneDetail(status, type) {
+  const url = `type.googleapis.com/${type.fullName.replace(/^\./, '')}`;
+  const found = status.details.filter((any) => any.type_url === url);
+  assert.equal(found.length, 1, `expected one ${url}, got ${status.details.map((a) => a.type_url)}`);
+  return type.toObject(type.decode(found[0].value), { defaults: true });
+}
+
+function badRequestFields(err) {
+  assert.equal(err.code, grpc.status.INVALID_ARGUMENT, `${grpc.status[err.code]}: ${err.details}`);
+  assert.ok(err.details, 'status message must be human readable, not empty');
+  const br = oneDetail(richStatus(err), BadRequest);
+  for (const v of br.field_violations) assert.ok(v.description, `violation of ${v.field} has no description`);
+  return br.field_violations.map((v) => v.field);
+}
+
+function errorInfo(err, code, reason) {
+  assert.equal(err.code, code, `${grpc.status[err.code]}: ${err.details}`);
+  assert.ok(err.details, 'status message must be human readable, not empty');
+  const info = oneDetail(richStatus(err), ErrorInfo);
+  assert.equal(info.reason, reason);
+  assert.equal(info.domain, DOMAIN);
+  return info;
+}
+
+function futureTs(secondsAhead = 3600) {
+  return { seconds: String(Math.floor(Date.now() / 1000) + secondsAhead), nanos: 0 };
+}
+
+function linkRequest(uid, overrides = {}) {
+  return {
+    title: 'Polyglot test order',
+    amount: '50000',
+    merchant_uid: uid,
+    name: 'Test goods',
+    currency: 'KRW',
+    language: 'ko',
+    display_language: 'en',
+    buyer: { name: '홍길동', tel: '010-1234-5678', email: 'buyer@example.com' },
+    // google.protobuf.Struct as proto-loader takes it. Its bundled well-known
+    // types name their fields in camelCase whatever keepCase says.
+    custom_data: {
+      fields: {
+        order: { stringValue: uid },
+        qty: { numberValue: 2 },
+        gift: { boolValue: false },
+      },
+    },
+    expire_at: futureTs(),
+    pay_methods: [
+      { pg: 'html5_inicis', pay_method: 'card', label: '신용카드' },
+      { pg: 'html5_inicis', pay_method: 'trans', label: '계좌이체' },
+    ],
+    ...overrides,
+  };
+}
+
+before(async () => {
+  await new Promise((resolve, reject) =>
+    prepareClient.waitForReady(Date.now() + 15_000, (err) =>
+      err ? reject(new Error(`facade at ${ADDR} not reachable within 15 s: ${err.message}`)) : resolve(),
+    ),
+  );
+});
+
+after(() => {
+  prepareClient.close();
+  linkClient.close();
+  healthClient.close();
+});
+
+// ------------------------------------------------------------------ health
+
+describe('grpc.health.v1.Health', () => {
+  for (const service of ['', 'portone.facade.v1.PaymentPrepareService', 'portone.facade.v1.PaymentLinkService']) {
+    test(`Check("${service}") is SERVING`, async () => {
+      const resp = await unary(healthClient, 'Check', { service });
+      assert.equal(resp.status, 'SERVING');
+    });
+  }
+});
+
+// ------------------------------------------------------------------ PaymentPrepareService
+
+describe('PaymentPrepareService', () => {
+  test('PreparePayment, GetPreparedPayment, UpdatePreparedPayment round trip', async () => {
+    const uid = newUid('rt');
+    const prepared = await unary(prepareClient, 'PreparePayment', { merchant_uid: uid, amount: '10000', currency: 'KRW' });
+    assert.deepEqual(prepared.prepared_payment, { merchant_uid: uid, amount: '10000', currency: 'KRW' });
+    assert.equal(prepared.already_prepared, false);
+
+    let got = await unary(prepareClient, 'GetPreparedPayment', { merchant_uid: uid });
+    assert.deepEqual(got.prepared_payment, prepared.prepared_payment);
+
+    const updated = await unary(prepareClient, 'UpdatePreparedPayment', { merchant_uid: uid, amount: '12000', currency: 'KRW' });
+    assert.deepEqual(updated.prepared_payment, { merchant_uid: uid, amount: '12000', currency: 'KRW' });
+
+    got = await unary(prepareClient, 'GetPreparedPayment', { merchant_uid: uid });
+    assert.equal(got.prepared_payment.amount, '12000');
+  });
+
+  test('a fractional amount comes back exact, no currency comes back empty', async () => {
+    const uid = newUid('dec');
+    const prepared = await unary(prepareClient, 'PreparePayment', { merchant_uid: uid, amount: '19.99' });
+    assert.deepEqual(prepared.prepared_payment, { merchant_uid: uid, amount: '19.99', currency: '' });
+    const got = await unary(prepareClient, 'GetPreparedPayment', { merchant_uid: uid });
+    assert.deepEqual(got.prepared_payment, { merchant_uid: uid, amount: '19.99', currency: '' });
+  });
+
+  test('PreparePayment twice with the same amount is idempotent', async () => {
+    const req = { merchant_uid: newUid('idem'), amount: '3000', currency: 'KRW' };
+    const first = await unary(prepareClient, 'PreparePayment', req);
+    assert.equal(first.already_prepared, false);
+    const again = await unary(prepareClient, 'PreparePayment', req);
+    assert.equal(again.already_prepared, true);
+    assert.deepEqual(again.prepared_payment, { merchant_uid: req.merchant_uid, amount: '3000', currency: 'KRW' });
+  });
+
+  test('PreparePayment again with another amount is ALREADY_EXISTS with registered_amount', async () => {
+    const uid = newUid('dup');
+    await unary(prepareClient, 'PreparePayment', { merchant_uid: uid, amount: '10000', currency: 'KRW' });
+    const err = await callError(prepareClient, 'PreparePayment', { merchant_uid: uid, amount: '20000', currency: 'KRW' });
+    const info = errorInfo(err, grpc.status.ALREADY_EXISTS, 'ALREADY_EXISTS');
+    assert.equal(info.metadata.registered_amount, '10000');
+    assert.equal(info.metadata.registered_currency, 'KRW');
+  });
+
+  test('an invalid PreparePayment has one BadRequest violation per bad field', async () => {
+    const err = await callError(prepareClient, 'PreparePayment', { merchant_uid: '', amount: '-1' });
+    assert.deepEqual(badRequestFields(err).sort(), ['amount', 'merchant_uid']);
+  });
+
+  for (const amount of ['0', '01', '1e3', ' 1', '+1', '1.2345', '1234567890123456']) {
+    test(`amount ${JSON.stringify(amount)} is INVALID_ARGUMENT naming amount`, async () => {
+      const err = await callError(prepareClient, 'PreparePayment', { merchant_uid: newUid('bad'), amount });
+      assert.deepEqual(badRequestFields(err), ['amount']);
+    });
+  }
+
+  test('GetPreparedPayment of an unknown merchant_uid is NOT_FOUND with the upstream ErrorInfo', async () => {
+    const err = await callError(prepareClient, 'GetPreparedPayment', { merchant_uid: newUid('none') });
+    const info = errorInfo(err, grpc.status.NOT_FOUND, 'NOT_FOUND');
+    assert.equal(info.metadata.http_status, '404');
+    assert.ok('upstream_code' in info.metadata, JSON.stringify(info.metadata));
+    assert.match(info.metadata.upstream_message, HANGUL);
+    assert.equal(info.metadata.upstream_message, NOT_FOUND_MESSAGE);
+  });
+
+  test('UpdatePreparedPayment of an unknown merchant_uid is NOT_FOUND', async () => {
+    const err = await callError(prepareClient, 'UpdatePreparedPayment', { merchant_uid: newUid('none'), amount: '1000' });
+    const info = errorInfo(err, grpc.status.NOT_FOUND, 'NOT_FOUND');
+    assert.equal(info.metadata.http_status, '404');
+  });
+});
+
+// ------------------------------------------------------------------ PaymentLinkService
+
+describe('PaymentLinkService', () => {
+  test('CreatePaymentLink then DisablePaymentLink', async () => {
+    const req = linkRequest(newUid('link'));
+    const resp = await unary(linkClient, 'CreatePaymentLink', req);
+    assert.match(resp.url, /^https?:\/\/\S+$/);
+    assert.match(resp.link_id, /^[A-Za-z0-9_-]{1,64}$/);
+    assert.equal(resp.url.replace(/\/+$/, '').split('/').pop(), resp.link_id);
+    assert.equal(resp.expire_at.seconds, req.expire_at.seconds);
+
+    const disabled = await unary(linkClient, 'DisablePaymentLink', { link_id: resp.link_id });
+    assert.deepEqual(disabled, {});
+  });
+
+  test('CreatePaymentLink with only the required fields (user_code from the server default)', async () => {
+    const resp = await unary(linkClient, 'CreatePaymentLink', {
+      title: 'Minimal',
+      amount: '1000',
+      merchant_uid: newUid('min'),
+      name: 'Goods',
+      currency: 'KRW',
+      buyer: { tel: '01000000000' },
+      expire_at: futureTs(600),
+      pay_methods: [{ pg: 'html5_inicis', pay_method: 'card', label: 'Card' }],
+    });
+    assert.ok(resp.link_id);
+    await unary(linkClient, 'DisablePaymentLink', { link_id: resp.link_id });
+  });
+
+  test('an invalid CreatePaymentLink has BadRequest violations', async () => {
+    const err = await callError(linkClient, 'CreatePaymentLink', linkRequest(newUid('badlink'), { title: '', amount: '12.5' }));
+    assert.deepEqual(badRequestFields(err).sort(), ['amount', 'title']);
+  });
+
+  test('DisablePaymentLink with an invalid link_id is INVALID_ARGUMENT naming link_id', async () => {
+    const err = await callError(linkClient, 'DisablePaymentLink', { link_id: '../x' });
+    assert.deepEqual(badRequestFields(err), ['link_id']);
+  });
+
+  test('DisablePaymentLink of an unknown link is NOT_FOUND', async () => {
+    const err = await callError(linkClient, 'DisablePaymentLink', { link_id: `nosuchlink${RUN_ID}` });
+    const info = errorInfo(err, grpc.status.NOT_FOUND, 'NOT_FOUND');
+    assert.equal(info.metadata.http_status, '404');
+  });
+});

@@ -1,0 +1,142 @@
+//! The binary: configuration refusals, secrets from files, graceful shutdown.
+
+mod common;
+
+use std::{
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use common::process::{FacadeProcess, binary};
+use portone_facade::{
+    pb::{
+        GetPreparedPaymentRequest, PreparePaymentRequest,
+        payment_prepare_service_client::PaymentPrepareServiceClient,
+    },
+    sandbox::{Endpoint, Fault, Sandbox},
+};
+
+fn client(process: &FacadeProcess) -> PaymentPrepareServiceClient<tonic::transport::Channel> {
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", process.addr))
+        .unwrap()
+        .connect_lazy();
+    PaymentPrepareServiceClient::new(channel)
+}
+
+#[test]
+fn without_credentials_it_refuses_to_start_and_names_both_variables() {
+    let output = binary()
+        .args(["--listen-addr", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("PORTONE_IMP_KEY") && stderr.contains("PORTONE_IMP_SECRET"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--sandbox"), "{stderr}");
+}
+
+#[test]
+fn with_only_the_key_it_names_the_missing_secret_alone() {
+    let output = binary()
+        .args(["--listen-addr", "127.0.0.1:0"])
+        .env("PORTONE_IMP_KEY", "key")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("PORTONE_IMP_SECRET"), "{stderr}");
+    assert!(!stderr.contains("PORTONE_IMP_KEY ("), "{stderr}");
+}
+
+#[test]
+fn help_never_prints_secret_values() {
+    let output = binary()
+        .arg("--help")
+        .env("PORTONE_IMP_KEY", "key-value-1234")
+        .env("PORTONE_IMP_SECRET", "secret-value-5678")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(help.contains("PORTONE_IMP_SECRET_FILE"), "{help}");
+    assert!(
+        !help.contains("key-value-1234") && !help.contains("secret-value-5678"),
+        "{help}"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_lets_the_call_in_flight_finish_and_exits_zero() {
+    let sandbox = Sandbox::start(Default::default()).await.unwrap();
+    let dir = std::env::temp_dir().join(format!("portone-facade-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key_file = dir.join("imp_key");
+    // Kubernetes Secret files often end with a newline: it is trimmed.
+    std::fs::write(&key_file, format!("{}\n", sandbox.imp_key())).unwrap();
+    let mut command = binary();
+    command
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .env("PORTONE_API_URL", sandbox.url())
+        .env("PORTONE_LINK_API_URL", sandbox.url())
+        .env("PORTONE_IMP_KEY_FILE", &key_file)
+        .env("PORTONE_IMP_SECRET", sandbox.imp_secret())
+        .env("SHUTDOWN_GRACE", "10s")
+        .stdin(Stdio::null());
+    let mut process = FacadeProcess::start(command);
+    let mut client = client(&process);
+    client
+        .prepare_payment(PreparePaymentRequest {
+            merchant_uid: "in-flight".into(),
+            amount: "1000".into(),
+            currency: String::new(),
+        })
+        .await
+        .unwrap();
+
+    sandbox.inject(
+        Endpoint::GetPrepared,
+        Fault::Delay(Duration::from_millis(1500)),
+    );
+    let in_flight = tokio::spawn(async move {
+        client
+            .get_prepared_payment(GetPreparedPaymentRequest {
+                merchant_uid: "in-flight".into(),
+            })
+            .await
+    });
+    let started = Instant::now();
+    while sandbox.calls(Endpoint::GetPrepared) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the call never reached the sandbox"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    process.terminate();
+
+    let answer = in_flight
+        .await
+        .unwrap()
+        .expect("the call in flight completes");
+    assert_eq!(answer.into_inner().prepared_payment.unwrap().amount, "1000");
+    let status = process.wait_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn sigterm_when_idle_exits_zero_at_once() {
+    let mut command = binary();
+    command.args(["--sandbox", "--listen-addr", "127.0.0.1:0"]);
+    let mut process = FacadeProcess::start(command);
+    process.terminate();
+    let started = Instant::now();
+    assert_eq!(process.wait_exit(Duration::from_secs(5)).code(), Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
