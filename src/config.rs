@@ -55,6 +55,9 @@ pub struct SandboxArgs {
     /// Address the emulator listens on.
     #[arg(long, default_value = "127.0.0.1:0")]
     pub listen_addr: SocketAddr,
+    /// Delay added to every API answer (not getToken), to emulate a slow PortOne.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    pub latency: Duration,
 }
 
 /// Log line format.

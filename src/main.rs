@@ -87,7 +87,11 @@ async fn run_sandbox(args: SandboxArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let sandbox = match Sandbox::start_on(listener, SandboxOptions::default()) {
+    let options = SandboxOptions {
+        latency: args.latency,
+        ..SandboxOptions::default()
+    };
+    let sandbox = match Sandbox::start_on(listener, options) {
         Ok(sandbox) => sandbox,
         Err(error) => {
             eprintln!("portone-facade sandbox: {error}");

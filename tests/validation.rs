@@ -13,15 +13,6 @@ use portone_facade::{
 };
 use tonic::{Code, Status};
 
-const ALL: [Endpoint; 6] = [
-    Endpoint::GetToken,
-    Endpoint::PreparePayment,
-    Endpoint::GetPrepared,
-    Endpoint::UpdatePrepared,
-    Endpoint::CreateLink,
-    Endpoint::DisableLink,
-];
-
 fn assert_invalid(status: &Status, fields: &[&str]) {
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     assert_eq!(bad_request_fields(status), fields, "{status:?}");
@@ -35,7 +26,7 @@ fn assert_invalid(status: &Status, fields: &[&str]) {
 }
 
 fn assert_nothing_reached(sandbox: &Sandbox) {
-    for endpoint in ALL {
+    for endpoint in Endpoint::ALL {
         assert_eq!(sandbox.calls(endpoint), 0, "{endpoint:?} was called");
     }
 }

@@ -58,6 +58,28 @@ impl Endpoint {
     fn index(self) -> usize {
         self as usize
     }
+
+    /// Every endpoint, in a fixed order.
+    pub const ALL: [Endpoint; ENDPOINTS] = [
+        Endpoint::GetToken,
+        Endpoint::PreparePayment,
+        Endpoint::GetPrepared,
+        Endpoint::UpdatePrepared,
+        Endpoint::CreateLink,
+        Endpoint::DisableLink,
+    ];
+
+    /// A stable name, used by `GET /__sandbox/stats`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Endpoint::GetToken => "get_token",
+            Endpoint::PreparePayment => "prepare_payment",
+            Endpoint::GetPrepared => "get_prepared",
+            Endpoint::UpdatePrepared => "update_prepared",
+            Endpoint::CreateLink => "create_link",
+            Endpoint::DisableLink => "disable_link",
+        }
+    }
 }
 
 /// What an injected fault does to one request.
@@ -172,6 +194,10 @@ impl hyper::service::Service<Request<Incoming>> for FaultService {
         Box::pin(async move {
             let endpoint = Endpoint::of(request.method(), request.uri().path());
             let fault = endpoint.and_then(|e| state.faults.record(e, request.headers()));
+            let latency = state.options.latency;
+            if !latency.is_zero() && endpoint.is_some_and(|e| e != Endpoint::GetToken) {
+                tokio::time::sleep(latency).await;
+            }
             match fault {
                 Some(Fault::Respond {
                     status,

@@ -36,6 +36,9 @@ pub struct SandboxOptions {
     pub imp_secret: String,
     /// Lifetime of an issued token (PortOne: 30 minutes).
     pub token_lifetime: Duration,
+    /// Added before every answer of the API endpoints (not getToken), to
+    /// emulate a slow PortOne in benchmarks.
+    pub latency: Duration,
 }
 
 impl Default for SandboxOptions {
@@ -44,6 +47,7 @@ impl Default for SandboxOptions {
             imp_key: SANDBOX_IMP_KEY.to_owned(),
             imp_secret: SANDBOX_IMP_SECRET.to_owned(),
             token_lifetime: Duration::from_secs(30 * 60),
+            latency: Duration::ZERO,
         }
     }
 }

@@ -36,6 +36,7 @@ pub(crate) fn router(state: Arc<State>) -> Router {
             put(disable_link),
         )
         .route("/link/{link_id}", get(show_link))
+        .route("/__sandbox/stats", get(stats))
         .with_state(state)
 }
 
@@ -243,6 +244,16 @@ async fn disable_link(
         }
         None => failure(StatusCode::NOT_FOUND, NO_SUCH_LINK),
     }
+}
+
+/// Calls per endpoint, for tests and benchmarks that run the sandbox as a
+/// separate process: `{"calls": {"get_token": 1, …}}`.
+async fn stats(Extract(state): Shared) -> Response {
+    let calls: serde_json::Map<String, Value> = super::Endpoint::ALL
+        .iter()
+        .map(|e| (e.name().to_owned(), json!(state.faults.calls(*e))))
+        .collect();
+    json_response(StatusCode::OK, &json!({ "calls": calls }))
 }
 
 /// What a buyer opening the link would see, in words.
