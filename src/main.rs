@@ -7,7 +7,8 @@ use portone_facade::{
     config::{Cli, Command, HealthcheckArgs, SandboxArgs, ServeArgs},
     healthcheck,
     sandbox::{Sandbox, SandboxOptions},
-    shutdown_signal, telemetry,
+    shutdown_signal,
+    telemetry::Telemetry,
 };
 use tokio::net::TcpListener;
 
@@ -31,7 +32,13 @@ fn main() -> ExitCode {
 }
 
 async fn serve(args: ServeArgs) -> ExitCode {
-    telemetry::init_logging(args.log_format);
+    let telemetry = Telemetry::init(args.log_format);
+    let code = serve_with(args).await;
+    telemetry.shutdown().await;
+    code
+}
+
+async fn serve_with(args: ServeArgs) -> ExitCode {
     let settings = match args.resolve() {
         Ok(settings) => settings,
         Err(error) => {

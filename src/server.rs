@@ -31,6 +31,7 @@ use tonic_health::{
     server::{HealthReporter, health_reporter},
 };
 use tower::Service;
+use tracing::Instrument;
 
 use crate::{
     api::{LinkApi, PrepareApi},
@@ -41,6 +42,7 @@ use crate::{
         payment_prepare_service_server::PaymentPrepareServiceServer,
     },
     portone::PortOneClient,
+    telemetry::{ActiveRequestsGauge, ServerCall},
 };
 
 /// Error type of server start-up.
@@ -89,6 +91,7 @@ pub async fn serve(
         )))
         .prepare();
     let in_flight = InFlight::new(options.max_in_flight);
+    let _active_requests = ActiveRequestsGauge::observe(Arc::clone(&in_flight.count));
     let service = Guard {
         inner: routes,
         in_flight: in_flight.clone(),
@@ -263,14 +266,19 @@ where
                 .map_or_else(Deadline::none, Deadline::at)
         });
         request.extensions_mut().insert(deadline);
-        let guard = if request.uri().path().starts_with(API_PATH_PREFIX) {
+        let is_api = request.uri().path().starts_with(API_PATH_PREFIX);
+        // Health and reflection are neither traced nor limited.
+        let call = is_api.then(|| ServerCall::start(&request));
+        let guard = if is_api {
             match self.in_flight.try_enter() {
                 Some(guard) => Some(guard),
                 None => {
                     let limit = self.in_flight.limit;
-                    return Box::pin(async move {
-                        Ok(to_status(FacadeError::Overloaded { limit }).into_http())
-                    });
+                    let response = to_status(FacadeError::Overloaded { limit }).into_http();
+                    if let Some(call) = call {
+                        call.finish(grpc_status(&response));
+                    }
+                    return Box::pin(async move { Ok(response) });
                 }
             }
         } else {
@@ -279,18 +287,39 @@ where
         // The clone that was polled ready handles this call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
+        let span = call
+            .as_ref()
+            .map_or_else(tracing::Span::none, |call| call.span().clone());
         let response = inner.call(request);
-        Box::pin(async move {
-            let _guard = guard;
-            match deadline.instant() {
-                Some(at) => match tokio::time::timeout_at(at, response).await {
-                    Ok(response) => response,
-                    Err(_) => Ok(to_status(FacadeError::DeadlineExceeded).into_http()),
-                },
-                None => response.await,
+        Box::pin(
+            async move {
+                let _guard = guard;
+                let response = match deadline.instant() {
+                    Some(at) => match tokio::time::timeout_at(at, response).await {
+                        Ok(response) => response,
+                        Err(_) => Ok(to_status(FacadeError::DeadlineExceeded).into_http()),
+                    },
+                    None => response.await,
+                };
+                if let (Some(call), Ok(response)) = (call, &response) {
+                    call.finish(grpc_status(response));
+                }
+                response
             }
-        })
+            .instrument(span),
+        )
     }
+}
+
+/// The status of a unary response: in its headers when the call failed
+/// (trailers-only), else OK, sent in the trailers after the message.
+fn grpc_status<B>(response: &Response<B>) -> i32 {
+    response
+        .headers()
+        .get("grpc-status")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0)
 }
 
 /// How long before the caller's deadline the facade gives up and answers.

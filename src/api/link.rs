@@ -9,7 +9,7 @@ use crate::{
     error::FacadeError,
     pb::{self, payment_link_service_server::PaymentLinkService},
     portone::PortOneClient,
-    validate,
+    telemetry, validate,
 };
 
 /// Creates and disables payment links.
@@ -49,6 +49,7 @@ impl PaymentLinkService for LinkApi {
             self.default_user_code.as_deref(),
             now_unix(),
         )?;
+        telemetry::record_merchant_uid(link.merchant_uid.as_str());
         let created = self
             .client
             .create_link(&link, deadline)

@@ -8,7 +8,7 @@ use crate::{
     error::{FacadeError, RegisteredDifferently},
     pb::{self, payment_prepare_service_server::PaymentPrepareService},
     portone::{PortOneClient, PrepareRequest, UpstreamError},
-    validate,
+    telemetry, validate,
 };
 
 /// Registers, reads and changes order amounts.
@@ -64,6 +64,7 @@ impl PaymentPrepareService for PrepareApi {
         let request = request.into_inner();
         let request =
             validate::prepare_request(&request.merchant_uid, &request.amount, &request.currency)?;
+        telemetry::record_merchant_uid(request.merchant_uid.as_str());
         let response = match self.client.prepare(&request, deadline).await {
             Ok(prepared) => pb::PreparePaymentResponse {
                 prepared_payment: Some(prepared.into()),
@@ -83,6 +84,7 @@ impl PaymentPrepareService for PrepareApi {
     ) -> Result<Response<pb::GetPreparedPaymentResponse>, Status> {
         let deadline = deadline_of(&request);
         let merchant_uid = validate::merchant_uid(&request.get_ref().merchant_uid)?;
+        telemetry::record_merchant_uid(merchant_uid.as_str());
         let prepared = self
             .client
             .get_prepared(&merchant_uid, deadline)
@@ -101,6 +103,7 @@ impl PaymentPrepareService for PrepareApi {
         let request = request.into_inner();
         let request =
             validate::prepare_request(&request.merchant_uid, &request.amount, &request.currency)?;
+        telemetry::record_merchant_uid(request.merchant_uid.as_str());
         let prepared = self
             .client
             .update_prepared(&request, deadline)

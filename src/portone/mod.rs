@@ -12,13 +12,14 @@ use bytes::Bytes;
 use http::{HeaderValue, Method};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::de::DeserializeOwned;
+use tracing::Instrument;
 
 pub use error::{UpstreamError, UpstreamErrorKind};
 pub use model::{BuyerInfo, CreatedLink, NewPaymentLink, PayMethodInfo, PrepareRequest, Prepared};
 
 use self::{
     token::{AccessToken, TokenCache},
-    transport::{Answer, Audience, Call, RetryRule, describe_body},
+    transport::{Answer, Audience, Call, Host, RetryRule, describe_body},
     wire::{
         Envelope, LinkBody, LinkCreated, PaymentInfo, PrepareBody, PreparedData, TokenBody,
         TokenData,
@@ -29,6 +30,7 @@ use crate::{
     ids::{LinkId, MerchantUid},
     money::Money,
     secret::Secret,
+    telemetry::{instruments, tracing_enabled},
 };
 
 /// Everything except unreserved characters is escaped, so a `merchant_uid`
@@ -64,6 +66,9 @@ pub struct PortOneClient {
 pub(crate) struct ClientInner {
     http: reqwest::Client,
     config: ClientConfig,
+    /// `(server.address, server.port)` of the two hosts, for spans and metrics.
+    api_host: (String, u16),
+    link_host: (String, u16),
     tokens: TokenCache,
     json: HeaderValue,
     link_json: HeaderValue,
@@ -82,9 +87,13 @@ impl PortOneClient {
             .tcp_nodelay(true)
             .no_proxy()
             .build()?;
+        let api_host = host_and_port(&config.api_url);
+        let link_host = host_and_port(&config.link_api_url);
         Ok(PortOneClient {
             inner: Arc::new(ClientInner {
                 http,
+                api_host,
+                link_host,
                 config,
                 tokens: TokenCache::default(),
                 json: HeaderValue::from_static("application/json"),
@@ -126,6 +135,8 @@ impl PortOneClient {
         );
         let call = Call {
             method: Method::GET,
+            route: "/payments/prepare/{merchant_uid}",
+            host: Host::Api,
             url,
             body: None,
             retry: RetryRule::Idempotent,
@@ -149,6 +160,8 @@ impl PortOneClient {
         };
         let call = Call {
             method,
+            route: "/payments/prepare",
+            host: Host::Api,
             url: format!("{}/payments/prepare", inner.config.api_url),
             body: Some((to_json(&body)?, inner.json.clone())),
             // POST is idempotent too: a repeat is recognised as a duplicate
@@ -177,6 +190,8 @@ impl PortOneClient {
         };
         let call = Call {
             method: Method::POST,
+            route: "/api/supplements/v1/link/payment",
+            host: Host::Link,
             url: format!(
                 "{}/api/supplements/v1/link/payment",
                 inner.config.link_api_url
@@ -211,6 +226,8 @@ impl PortOneClient {
         let inner = &self.inner;
         let call = Call {
             method: Method::PUT,
+            route: "/api/supplements/v1/link/payment/{link_id}",
+            host: Host::Link,
             url: format!(
                 "{}/api/supplements/v1/link/payment/{}",
                 inner.config.link_api_url,
@@ -238,22 +255,44 @@ impl ClientInner {
 
     /// [`Self::fetch_token`] behind a `dyn Future`: the token fetch calls
     /// `execute`, which may wait for a token, and the box breaks that cycle
-    /// of future types.
+    /// of future types. Its span (a child of the call that started the
+    /// refresh) makes a slow token show up as such.
     fn fetch_token_boxed(
         self: Arc<Self>,
     ) -> Pin<Box<dyn Future<Output = Result<AccessToken, UpstreamError>> + Send>> {
-        Box::pin(self.fetch_token())
+        let span = if tracing_enabled() {
+            tracing::info_span!(
+                "token",
+                otel.name = "PortOne getToken",
+                otel.kind = "internal"
+            )
+        } else {
+            tracing::Span::none()
+        };
+        Box::pin(self.fetch_token().instrument(span))
+    }
+
+    /// `(server.address, server.port)` of a host.
+    pub(crate) fn host(&self, host: Host) -> (&str, u16) {
+        let (name, port) = match host {
+            Host::Api => &self.api_host,
+            Host::Link => &self.link_host,
+        };
+        (name, *port)
     }
 
     /// `POST /users/getToken`, with its own deadline so that no single
     /// caller's deadline cuts the refresh short for everybody.
     async fn fetch_token(self: Arc<Self>) -> Result<AccessToken, UpstreamError> {
+        instruments().token_refreshes.add(1, &[]);
         let body = TokenBody {
             imp_key: self.config.imp_key.expose(),
             imp_secret: self.config.imp_secret.expose(),
         };
         let call = Call {
             method: Method::POST,
+            route: "/users/getToken",
+            host: Host::Api,
             url: format!("{}/users/getToken", self.config.api_url),
             body: Some((to_json(&body)?, self.json.clone())),
             retry: RetryRule::Idempotent,
@@ -270,6 +309,16 @@ impl ClientInner {
         })?;
         AccessToken::new(&data.access_token, data.now, data.expired_at)
     }
+}
+
+fn host_and_port(base_url: &str) -> (String, u16) {
+    reqwest::Url::parse(base_url).map_or_else(
+        |_| (String::new(), 0),
+        |url| {
+            let port = url.port_or_known_default().unwrap_or(0);
+            (url.host_str().unwrap_or_default().to_owned(), port)
+        },
+    )
 }
 
 fn to_json(value: &impl serde::Serialize) -> Result<Bytes, UpstreamError> {

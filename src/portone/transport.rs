@@ -5,6 +5,8 @@ use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, header};
+use opentelemetry::KeyValue;
+use tracing::Instrument;
 
 use super::{
     ClientInner,
@@ -12,7 +14,10 @@ use super::{
     token::AccessToken,
     wire::LenientError,
 };
-use crate::deadline::Deadline;
+use crate::{
+    deadline::Deadline,
+    telemetry::{ClientAttempt, instruments},
+};
 
 /// Most attempts of one call (the retry after a 401 comes on top).
 const MAX_ATTEMPTS: u32 = 3;
@@ -32,6 +37,15 @@ pub(crate) enum RetryRule {
     OnlyIfNeverSent,
 }
 
+/// Which of PortOne's two hosts a call goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Host {
+    /// Token and prepare API.
+    Api,
+    /// Payment-link API.
+    Link,
+}
+
 /// Which endpoint family answers: getToken's refusals are auth failures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Audience {
@@ -42,6 +56,9 @@ pub(crate) enum Audience {
 /// One REST call to make.
 pub(crate) struct Call {
     pub method: Method,
+    /// The endpoint without ids, for span names.
+    pub route: &'static str,
+    pub host: Host,
     pub url: String,
     pub body: Option<(Bytes, HeaderValue)>,
     pub retry: RetryRule,
@@ -97,6 +114,9 @@ impl ClientInner {
                     }
                     refreshed_after_401 = true;
                     attempts -= 1;
+                    instruments()
+                        .retries
+                        .add(1, &[KeyValue::new("reason", "unauthorized")]);
                     continue;
                 }
                 Ok((status, body, headers)) => {
@@ -116,6 +136,9 @@ impl ClientInner {
                     .unwrap_or_else(|| backoff(attempts));
                 if deadline.fits(wait) && wait <= self.config.attempt_timeout {
                     tokio::time::sleep(wait).await;
+                    instruments()
+                        .retries
+                        .add(1, &[KeyValue::new("reason", "transient")]);
                     continue;
                 }
             }
@@ -134,7 +157,15 @@ impl ClientInner {
         if limit.is_zero() {
             return Err(deadline_gone());
         }
-        let mut request = self.http.request(call.method.clone(), &call.url);
+        let (host, port) = self.host(call.host);
+        let attempt =
+            ClientAttempt::start(method_name(&call.method), call.route, &call.url, host, port);
+        let mut headers = HeaderMap::new();
+        attempt.inject(&mut headers);
+        let mut request = self
+            .http
+            .request(call.method.clone(), &call.url)
+            .headers(headers);
         if let Some(token) = token {
             request = request.header(header::AUTHORIZATION, token.authorization.clone());
         }
@@ -150,22 +181,59 @@ impl ClientInner {
             let body = response.bytes().await?;
             Ok::<_, reqwest::Error>((status, body, headers))
         };
-        match tokio::time::timeout(limit, exchange).await {
-            Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(error)) => Err(failure_from_transport(&error)),
-            Err(_) if deadline.is_expired() => Err(deadline_gone()),
-            Err(_) => Err(Failure {
-                error: UpstreamError::without_answer(
-                    UpstreamErrorKind::Timeout,
-                    format!(
-                        "PortOne did not answer within the upstream timeout of {}",
-                        humantime::format_duration(limit)
+        let outcome = tokio::time::timeout(limit, exchange)
+            .instrument(attempt.span().clone())
+            .await;
+        match outcome {
+            Ok(Ok(answer)) => {
+                attempt.answered(answer.0, || portone_code(answer.0, &answer.1));
+                Ok(answer)
+            }
+            Ok(Err(error)) => {
+                attempt.failed(if error.is_connect() {
+                    "connect"
+                } else {
+                    "transport"
+                });
+                Err(failure_from_transport(&error))
+            }
+            Err(_) if deadline.is_expired() => {
+                attempt.failed("timeout");
+                Err(deadline_gone())
+            }
+            Err(_) => {
+                attempt.failed("timeout");
+                Err(Failure {
+                    error: UpstreamError::without_answer(
+                        UpstreamErrorKind::Timeout,
+                        format!(
+                            "PortOne did not answer within the upstream timeout of {}",
+                            humantime::format_duration(limit)
+                        ),
                     ),
-                ),
-                class: FailureClass::Transient,
-            }),
+                    class: FailureClass::Transient,
+                })
+            }
         }
     }
+}
+
+fn method_name(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        _ => "_OTHER",
+    }
+}
+
+/// PortOne's `code` in an answer, for the span; a success envelope is
+/// recognised without parsing it.
+fn portone_code(status: u16, body: &[u8]) -> Option<i64> {
+    if (200..300).contains(&status) && body.starts_with(br#"{"code":0,"#) {
+        return Some(0);
+    }
+    serde_json::from_slice::<LenientError>(body).ok()?.code
 }
 
 fn deadline_gone() -> Failure {

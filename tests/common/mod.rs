@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod otlp;
 pub mod process;
 
 use std::{net::SocketAddr, time::Duration};

@@ -23,7 +23,7 @@ pub fn binary() -> Command {
 pub struct FacadeProcess {
     pub child: Child,
     pub addr: SocketAddr,
-    /// Log lines after the `listening` line.
+    /// Log lines (stdout and stderr) after the `listening` line.
     pub logs: mpsc::Receiver<String>,
 }
 
@@ -33,14 +33,23 @@ impl FacadeProcess {
     pub fn start(mut command: Command) -> FacadeProcess {
         let mut child = command
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("binary starts");
         let stdout = child.stdout.take().expect("stdout piped");
+        let stderr = child.stderr.take().expect("stderr piped");
         let (lines, logs) = mpsc::channel();
+        let stderr_lines = lines.clone();
         thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if lines.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if stderr_lines.send(line).is_err() {
                     break;
                 }
             }
@@ -87,6 +96,13 @@ impl FacadeProcess {
             );
             thread::sleep(Duration::from_millis(20));
         }
+    }
+}
+
+impl FacadeProcess {
+    /// Every log line received so far.
+    pub fn drain_logs(&self) -> Vec<String> {
+        self.logs.try_iter().collect()
     }
 }
 

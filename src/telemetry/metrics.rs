@@ -1,0 +1,82 @@
+//! The metric instruments. They bind to the global meter provider on first
+//! use (a no-op when no exporter is configured).
+
+use std::sync::{
+    Arc, OnceLock,
+    atomic::{AtomicUsize, Ordering},
+};
+
+use opentelemetry::{
+    global,
+    metrics::{Counter, Histogram, ObservableUpDownCounter},
+};
+
+/// Seconds; fine enough at the low end for a facade that adds microseconds.
+const DURATION_BUCKETS: [f64; 15] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    10.0,
+];
+
+/// Every instrument the facade records.
+pub(crate) struct Instruments {
+    /// `rpc.server.call.duration`: by method and status code.
+    pub rpc_duration: Histogram<f64>,
+    /// `http.client.request.duration`: by host, method and status.
+    pub http_duration: Histogram<f64>,
+    /// `portone.token.refreshes`: getToken calls made.
+    pub token_refreshes: Counter<u64>,
+    /// `portone.upstream.retries`: upstream attempts repeated.
+    pub retries: Counter<u64>,
+}
+
+static INSTRUMENTS: OnceLock<Instruments> = OnceLock::new();
+
+/// The instruments, created on first use.
+pub(crate) fn instruments() -> &'static Instruments {
+    INSTRUMENTS.get_or_init(|| {
+        let meter = global::meter("portone-facade");
+        Instruments {
+            rpc_duration: meter
+                .f64_histogram("rpc.server.call.duration")
+                .with_unit("s")
+                .with_description("Duration of the RPCs served, by method and gRPC status code")
+                .with_boundaries(DURATION_BUCKETS.to_vec())
+                .build(),
+            http_duration: meter
+                .f64_histogram("http.client.request.duration")
+                .with_unit("s")
+                .with_description("Duration of each HTTP request to PortOne (one per attempt)")
+                .with_boundaries(DURATION_BUCKETS.to_vec())
+                .build(),
+            token_refreshes: meter
+                .u64_counter("portone.token.refreshes")
+                .with_description("PortOne access tokens fetched (getToken calls)")
+                .build(),
+            retries: meter
+                .u64_counter("portone.upstream.retries")
+                .with_description("Upstream attempts repeated after a transient failure or a 401")
+                .build(),
+        }
+    })
+}
+
+/// `rpc.server.active_requests`: RPCs in flight, read from the server's own
+/// counter at each export (nothing is recorded per call). Keep it alive for
+/// as long as the server runs.
+pub(crate) struct ActiveRequestsGauge {
+    _gauge: ObservableUpDownCounter<i64>,
+}
+
+impl ActiveRequestsGauge {
+    pub(crate) fn observe(count: Arc<AtomicUsize>) -> ActiveRequestsGauge {
+        let gauge = global::meter("portone-facade")
+            .i64_observable_up_down_counter("rpc.server.active_requests")
+            .with_description("RPCs in flight")
+            .with_callback(move |observer| {
+                let active = i64::try_from(count.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
+                observer.observe(active, &[]);
+            })
+            .build();
+        ActiveRequestsGauge { _gauge: gauge }
+    }
+}

@@ -1,0 +1,182 @@
+//! An in-process OTLP/gRPC receiver (opentelemetry-proto's tonic server
+//! traits) that keeps every span and metric it is sent.
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use opentelemetry_proto::tonic::{
+    collector::{
+        metrics::v1::{
+            ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+            metrics_service_server::{MetricsService, MetricsServiceServer},
+        },
+        trace::v1::{
+            ExportTraceServiceRequest, ExportTraceServiceResponse,
+            trace_service_server::{TraceService, TraceServiceServer},
+        },
+    },
+    common::v1::{AnyValue, any_value::Value},
+    trace::v1::Span,
+};
+use tokio::{net::TcpListener, sync::oneshot};
+use tonic::{Request, Response, Status};
+
+#[derive(Default, Clone)]
+struct Received {
+    spans: Arc<Mutex<Vec<Span>>>,
+    resource_attributes: Arc<Mutex<Vec<(String, String)>>>,
+    metric_names: Arc<Mutex<Vec<String>>>,
+}
+
+#[tonic::async_trait]
+impl TraceService for Received {
+    async fn export(
+        &self,
+        request: Request<ExportTraceServiceRequest>,
+    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+        for resource_spans in request.into_inner().resource_spans {
+            if let Some(resource) = resource_spans.resource {
+                let mut attributes = self.resource_attributes.lock().unwrap();
+                for kv in resource.attributes {
+                    attributes.push((kv.key, text(kv.value.as_ref())));
+                }
+            }
+            for scope in resource_spans.scope_spans {
+                self.spans.lock().unwrap().extend(scope.spans);
+            }
+        }
+        Ok(Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl MetricsService for Received {
+    async fn export(
+        &self,
+        request: Request<ExportMetricsServiceRequest>,
+    ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
+        for resource_metrics in request.into_inner().resource_metrics {
+            for scope in resource_metrics.scope_metrics {
+                let mut names = self.metric_names.lock().unwrap();
+                names.extend(scope.metrics.into_iter().map(|m| m.name));
+            }
+        }
+        Ok(Response::new(ExportMetricsServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+/// A value as text (strings as they are, numbers in decimal).
+pub fn text(value: Option<&AnyValue>) -> String {
+    match value.and_then(|v| v.value.as_ref()) {
+        Some(Value::StringValue(s)) => s.clone(),
+        Some(Value::IntValue(i)) => i.to_string(),
+        Some(Value::BoolValue(b)) => b.to_string(),
+        Some(Value::DoubleValue(d)) => d.to_string(),
+        Some(other) => format!("{other:?}"),
+        None => String::new(),
+    }
+}
+
+/// A span's attribute as text, if it has it.
+pub fn attribute(span: &Span, key: &str) -> Option<String> {
+    span.attributes
+        .iter()
+        .find(|kv| kv.key == key)
+        .map(|kv| text(kv.value.as_ref()))
+}
+
+/// Lower-case hex of an id.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The running receiver.
+pub struct OtlpReceiver {
+    pub addr: SocketAddr,
+    received: Received,
+    _stop: oneshot::Sender<()>,
+}
+
+impl OtlpReceiver {
+    pub async fn start() -> OtlpReceiver {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let received = Received::default();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(received.clone()))
+            .add_service(MetricsServiceServer::new(received.clone()))
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                async {
+                    let _ = stopped.await;
+                },
+            );
+        tokio::spawn(server);
+        OtlpReceiver {
+            addr,
+            received,
+            _stop: stop,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`, for `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn spans(&self) -> Vec<Span> {
+        self.received.spans.lock().unwrap().clone()
+    }
+
+    pub fn resource_attributes(&self) -> Vec<(String, String)> {
+        self.received.resource_attributes.lock().unwrap().clone()
+    }
+
+    pub fn metric_names(&self) -> Vec<String> {
+        self.received.metric_names.lock().unwrap().clone()
+    }
+
+    /// Waits (at most `limit`) until `ready` holds for the spans received.
+    pub async fn wait_for_spans(
+        &self,
+        limit: Duration,
+        ready: impl Fn(&[Span]) -> bool,
+    ) -> Vec<Span> {
+        let started = Instant::now();
+        loop {
+            let spans = self.spans();
+            if ready(&spans) {
+                return spans;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "spans did not arrive within {limit:?}: {spans:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits (at most `limit`) until every name in `names` was received.
+    pub async fn wait_for_metrics(&self, limit: Duration, names: &[&str]) -> Vec<String> {
+        let started = Instant::now();
+        loop {
+            let received = self.metric_names();
+            if names.iter().all(|name| received.iter().any(|r| r == name)) {
+                return received;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "metrics {names:?} not all received within {limit:?}: {received:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}

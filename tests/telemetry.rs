@@ -1,0 +1,414 @@
+//! Traces and metrics from a running facade process to an in-process OTLP
+//! receiver: W3C propagation in and out, the semantic-convention attributes,
+//! retries as separate client spans, no span lost on SIGTERM, no secret or
+//! personal data in any log line or span.
+
+mod common;
+
+use std::{process::Command, time::Duration};
+
+use common::{
+    link_request,
+    otlp::{OtlpReceiver, attribute, hex},
+    process::{FacadeProcess, binary},
+};
+use opentelemetry_proto::tonic::trace::v1::{Span, span::SpanKind, status::StatusCode};
+use portone_facade::{
+    pb::{
+        GetPreparedPaymentRequest, PreparePaymentRequest,
+        payment_link_service_client::PaymentLinkServiceClient,
+        payment_prepare_service_client::PaymentPrepareServiceClient,
+    },
+    sandbox::{Endpoint, Fault, Sandbox},
+};
+use tonic::{Request, transport::Channel};
+
+const CALLER_TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const CALLER_SPAN_ID: &str = "00f067aa0ba902b7";
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A facade process in front of `sandbox`, exporting to `receiver`.
+fn facade(sandbox: &Sandbox, receiver: &OtlpReceiver, extra_env: &[(&str, &str)]) -> FacadeProcess {
+    let mut command: Command = binary();
+    command
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .env("PORTONE_API_URL", sandbox.url())
+        .env("PORTONE_LINK_API_URL", sandbox.url())
+        .env("PORTONE_IMP_KEY", sandbox.imp_key())
+        .env("PORTONE_IMP_SECRET", sandbox.imp_secret())
+        .env("PORTONE_USER_CODE", "imp12345678")
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint())
+        .env("OTEL_TRACES_SAMPLER", "parentbased_always_on")
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .env("OTEL_METRIC_EXPORT_INTERVAL", "300");
+    for (name, value) in extra_env {
+        command.env(name, value);
+    }
+    FacadeProcess::start(command)
+}
+
+fn channel(process: &FacadeProcess) -> Channel {
+    Channel::from_shared(format!("http://{}", process.addr))
+        .unwrap()
+        .connect_lazy()
+}
+
+fn with_traceparent<T>(message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    let traceparent = format!("00-{CALLER_TRACE_ID}-{CALLER_SPAN_ID}-01");
+    request
+        .metadata_mut()
+        .insert("traceparent", traceparent.parse().unwrap());
+    request
+}
+
+fn prepare(uid: &str) -> PreparePaymentRequest {
+    PreparePaymentRequest {
+        merchant_uid: uid.into(),
+        amount: "1000".into(),
+        currency: "KRW".into(),
+    }
+}
+
+fn named<'a>(spans: &'a [Span], name: &str) -> Vec<&'a Span> {
+    spans.iter().filter(|s| s.name == name).collect()
+}
+
+fn kind(span: &Span) -> SpanKind {
+    SpanKind::try_from(span.kind).unwrap_or(SpanKind::Unspecified)
+}
+
+fn is_error(span: &Span) -> bool {
+    span.status
+        .as_ref()
+        .is_some_and(|s| s.code == StatusCode::Error as i32)
+}
+
+const PREPARE_SPAN: &str = "portone.facade.v1.PaymentPrepareService/PreparePayment";
+const GET_SPAN: &str = "portone.facade.v1.PaymentPrepareService/GetPreparedPayment";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_with_a_traceparent_is_a_server_span_under_the_caller_with_client_spans_under_it() {
+    let sandbox = Sandbox::start(Default::default()).await.unwrap();
+    let receiver = OtlpReceiver::start().await;
+    let process = facade(&sandbox, &receiver, &[]);
+    PaymentPrepareServiceClient::new(channel(&process))
+        .prepare_payment(with_traceparent(prepare("traced-1")))
+        .await
+        .unwrap();
+
+    let spans = receiver
+        .wait_for_spans(WAIT, |spans| {
+            !named(spans, PREPARE_SPAN).is_empty()
+                && !named(spans, "POST /payments/prepare").is_empty()
+        })
+        .await;
+    let server = named(&spans, PREPARE_SPAN)[0];
+    assert_eq!(kind(server), SpanKind::Server);
+    assert_eq!(hex(&server.trace_id), CALLER_TRACE_ID);
+    assert_eq!(hex(&server.parent_span_id), CALLER_SPAN_ID);
+    assert!(!is_error(server));
+    for (key, value) in [
+        ("rpc.system", "grpc"),
+        ("rpc.service", "portone.facade.v1.PaymentPrepareService"),
+        ("rpc.method", "PreparePayment"),
+        ("rpc.grpc.status_code", "0"),
+        ("server.address", "127.0.0.1"),
+        ("server.port", &process.addr.port().to_string()),
+        ("merchant_uid", "traced-1"),
+    ] {
+        assert_eq!(
+            attribute(server, key).as_deref(),
+            Some(value),
+            "{key} on {server:#?}"
+        );
+    }
+
+    let client = named(&spans, "POST /payments/prepare")[0];
+    assert_eq!(kind(client), SpanKind::Client);
+    assert_eq!(client.trace_id, server.trace_id);
+    assert_eq!(client.parent_span_id, server.span_id);
+    let sandbox_port = sandbox.addr().port().to_string();
+    for (key, value) in [
+        ("http.request.method", "POST"),
+        (
+            "url.full",
+            format!("{}/payments/prepare", sandbox.url()).as_str(),
+        ),
+        ("server.address", "127.0.0.1"),
+        ("server.port", sandbox_port.as_str()),
+        ("http.response.status_code", "200"),
+    ] {
+        assert_eq!(
+            attribute(client, key).as_deref(),
+            Some(value),
+            "{key} on {client:#?}"
+        );
+    }
+
+    let token = named(&spans, "PortOne getToken");
+    assert_eq!(token.len(), 1, "one token fetch, as its own span");
+    assert_eq!(token[0].parent_span_id, server.span_id);
+    let token_attempt = named(&spans, "POST /users/getToken")[0];
+    assert_eq!(token_attempt.parent_span_id, token[0].span_id);
+
+    let sent = sandbox.last_headers(Endpoint::PreparePayment).unwrap();
+    let traceparent = sent
+        .get("traceparent")
+        .expect("PortOne receives a traceparent")
+        .to_str()
+        .unwrap();
+    assert_eq!(
+        traceparent,
+        format!("00-{CALLER_TRACE_ID}-{}-01", hex(&client.span_id))
+    );
+    assert!(
+        sent.get("baggage").is_none(),
+        "the caller's baggage is not sent to PortOne"
+    );
+
+    let resource = receiver.resource_attributes();
+    assert!(
+        resource.contains(&("service.name".into(), "portone-facade".into())),
+        "{resource:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_call_has_an_error_status_and_each_retry_is_its_own_client_span() {
+    let sandbox = Sandbox::start(Default::default()).await.unwrap();
+    let receiver = OtlpReceiver::start().await;
+    let process = facade(&sandbox, &receiver, &[]);
+    sandbox.inject_times(Endpoint::GetPrepared, Fault::status(503, -1, "점검 중"), 3);
+    let status = PaymentPrepareServiceClient::new(channel(&process))
+        .get_prepared_payment(with_traceparent(GetPreparedPaymentRequest {
+            merchant_uid: "down".into(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+
+    let route = "GET /payments/prepare/{merchant_uid}";
+    let spans = receiver
+        .wait_for_spans(WAIT, |spans| {
+            !named(spans, GET_SPAN).is_empty() && named(spans, route).len() == 3
+        })
+        .await;
+    let server = named(&spans, GET_SPAN)[0];
+    assert!(is_error(server), "{server:#?}");
+    assert_eq!(
+        attribute(server, "rpc.grpc.status_code").as_deref(),
+        Some("14")
+    );
+    for attempt in named(&spans, route) {
+        assert_eq!(attempt.parent_span_id, server.span_id);
+        assert!(is_error(attempt));
+        assert_eq!(
+            attribute(attempt, "http.response.status_code").as_deref(),
+            Some("503")
+        );
+        assert_eq!(attribute(attempt, "portone.code").as_deref(), Some("-1"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_call_shows_two_client_spans_and_succeeds() {
+    let sandbox = Sandbox::start(Default::default()).await.unwrap();
+    let receiver = OtlpReceiver::start().await;
+    let process = facade(&sandbox, &receiver, &[]);
+    let mut client = PaymentPrepareServiceClient::new(channel(&process));
+    client.prepare_payment(prepare("retried")).await.unwrap();
+    sandbox.inject(Endpoint::GetPrepared, Fault::status(502, -1, "bad gateway"));
+    client
+        .get_prepared_payment(with_traceparent(GetPreparedPaymentRequest {
+            merchant_uid: "retried".into(),
+        }))
+        .await
+        .unwrap();
+
+    let route = "GET /payments/prepare/{merchant_uid}";
+    let spans = receiver
+        .wait_for_spans(WAIT, |spans| {
+            !named(spans, GET_SPAN).is_empty() && named(spans, route).len() == 2
+        })
+        .await;
+    let server = named(&spans, GET_SPAN)[0];
+    assert!(!is_error(server));
+    let statuses: Vec<String> = named(&spans, route)
+        .iter()
+        .map(|s| attribute(s, "http.response.status_code").unwrap_or_default())
+        .collect();
+    assert!(
+        statuses.contains(&"502".to_owned()) && statuses.contains(&"200".to_owned()),
+        "{statuses:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_arrive_with_their_documented_names() {
+    let sandbox = Sandbox::start(Default::default()).await.unwrap();
+    let receiver = OtlpReceiver::start().await;
+    let process = facade(&sandbox, &receiver, &[]);
+    let mut client = PaymentPrepareServiceClient::new(channel(&process));
+    client.prepare_payment(prepare("metered")).await.unwrap();
+    sandbox.inject(Endpoint::GetPrepared, Fault::status(502, -1, "bad gateway"));
+    client
+        .get_prepared_payment(GetPreparedPaymentRequest {
+            merchant_uid: "metered".into(),
+        })
+        .await
+        .unwrap();
+    receiver
+        .wait_for_metrics(
+            WAIT,
+            &[
+                "rpc.server.call.duration",
+                "http.client.request.duration",
+                "portone.token.refreshes",
+                "portone.upstream.retries",
+                "rpc.server.active_requests",
+            ],
+        )
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_span_of_a_call_just_before_sigterm_still_reaches_the_receiver() {
+    let sandbox = Sandbox::start(Default::default()).await.unwrap();
+    let receiver = OtlpReceiver::start().await;
+    // Batches would wait a minute: only the flush at exit can deliver.
+    let mut process = facade(&sandbox, &receiver, &[("OTEL_BSP_SCHEDULE_DELAY", "60000")]);
+    PaymentPrepareServiceClient::new(channel(&process))
+        .prepare_payment(prepare("last-words"))
+        .await
+        .unwrap();
+    process.terminate();
+    assert_eq!(process.wait_exit(Duration::from_secs(15)).code(), Some(0));
+    let spans = receiver.spans();
+    let logs = process.drain_logs().join("\n");
+    assert!(
+        !named(&spans, PREPARE_SPAN).is_empty(),
+        "{spans:#?}\n{logs}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_or_buyer_detail_appears_in_logs_or_spans_even_at_trace_level() {
+    let sandbox = Sandbox::start(Default::default()).await.unwrap();
+    let receiver = OtlpReceiver::start().await;
+    let process = facade(&sandbox, &receiver, &[("RUST_LOG", "trace")]);
+    let channel = channel(&process);
+    let mut prepare_client = PaymentPrepareServiceClient::new(channel.clone());
+    let mut link_client = PaymentLinkServiceClient::new(channel);
+
+    prepare_client
+        .prepare_payment(prepare("secretive"))
+        .await
+        .unwrap();
+    let _ = prepare_client
+        .prepare_payment(PreparePaymentRequest {
+            amount: "2".into(),
+            ..prepare("secretive")
+        })
+        .await;
+    sandbox.inject(
+        Endpoint::GetPrepared,
+        Fault::status(401, -1, "Unauthorized"),
+    );
+    sandbox.revoke_tokens();
+    prepare_client
+        .get_prepared_payment(GetPreparedPaymentRequest {
+            merchant_uid: "secretive".into(),
+        })
+        .await
+        .unwrap();
+    let mut link = link_request("secretive-link");
+    let buyer = link.buyer.as_mut().unwrap();
+    buyer.addr = "서울특별시 강남구 테헤란로 427".into();
+    buyer.postcode = "06159".into();
+    link_client.create_payment_link(link.clone()).await.unwrap();
+    sandbox.inject(Endpoint::CreateLink, Fault::status(500, -1, "오류"));
+    let _ = link_client.create_payment_link(link.clone()).await;
+
+    // The token the sandbox issued (it hands out the same one while valid).
+    let issued: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/users/getToken", sandbox.url()))
+        .json(
+            &serde_json::json!({"imp_key": sandbox.imp_key(), "imp_secret": sandbox.imp_secret()}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = issued["response"]["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let spans = receiver
+        .wait_for_spans(WAIT, |spans| {
+            named(
+                spans,
+                "portone.facade.v1.PaymentLinkService/CreatePaymentLink",
+            )
+            .len()
+                == 2
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let logs = process.drain_logs().join("\n");
+    assert!(
+        logs.lines().count() > 50,
+        "trace level logs were captured: {logs}"
+    );
+    let exported = format!("{spans:?}");
+    let buyer = link.buyer.unwrap();
+    for secret in [
+        sandbox.imp_key(),
+        sandbox.imp_secret(),
+        token.as_str(),
+        "Bearer",
+        buyer.name.as_str(),
+        buyer.tel.as_str(),
+        buyer.email.as_str(),
+        buyer.addr.as_str(),
+        buyer.postcode.as_str(),
+    ] {
+        assert!(!logs.contains(secret), "{secret:?} appears in the logs");
+        assert!(
+            !exported.contains(secret),
+            "{secret:?} appears in the exported spans"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_the_trace_and_span_ids() {
+    let sandbox = Sandbox::start(Default::default()).await.unwrap();
+    let receiver = OtlpReceiver::start().await;
+    let process = facade(&sandbox, &receiver, &[]);
+    sandbox.inject_times(Endpoint::GetPrepared, Fault::status(503, -1, "점검 중"), 3);
+    let _ = PaymentPrepareServiceClient::new(channel(&process))
+        .get_prepared_payment(with_traceparent(GetPreparedPaymentRequest {
+            merchant_uid: "logged".into(),
+        }))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let logs = process.drain_logs();
+    let joined: Vec<serde_json::Value> = logs
+        .iter()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|line| line["trace_id"] == CALLER_TRACE_ID)
+        .collect();
+    assert!(
+        !joined.is_empty(),
+        "no log line of the failed call carries its trace id: {logs:#?}"
+    );
+    assert!(
+        joined
+            .iter()
+            .all(|line| line["span_id"].as_str().is_some_and(|id| id.len() == 16))
+    );
+}
