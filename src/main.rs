@@ -1,6 +1,6 @@
 //! The `portone-facade` binary: parse, set up logging, run. Nothing else.
 
-use std::process::ExitCode;
+use std::{future::Future, process::ExitCode};
 
 use clap::Parser;
 use portone_facade::{
@@ -32,13 +32,14 @@ fn main() -> ExitCode {
 }
 
 async fn serve(args: ServeArgs) -> ExitCode {
+    let shutdown = shutdown_signal();
     let telemetry = Telemetry::init(args.log_format);
-    let code = serve_with(args).await;
+    let code = serve_with(args, shutdown).await;
     telemetry.shutdown().await;
     code
 }
 
-async fn serve_with(args: ServeArgs) -> ExitCode {
+async fn serve_with(args: ServeArgs, shutdown: impl Future<Output = ()>) -> ExitCode {
     let settings = match args.resolve() {
         Ok(settings) => settings,
         Err(error) => {
@@ -57,7 +58,7 @@ async fn serve_with(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match portone_facade::run(settings, listener, shutdown_signal()).await {
+    match portone_facade::run(settings, listener, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("portone-facade: {error}");
@@ -84,6 +85,7 @@ async fn check_health(args: HealthcheckArgs) -> ExitCode {
 }
 
 async fn run_sandbox(args: SandboxArgs) -> ExitCode {
+    let shutdown = shutdown_signal();
     let listener = match TcpListener::bind(args.listen_addr).await {
         Ok(listener) => listener,
         Err(error) => {
@@ -113,6 +115,6 @@ async fn run_sandbox(args: SandboxArgs) -> ExitCode {
             "imp_secret": sandbox.imp_secret(),
         })
     );
-    shutdown_signal().await;
+    shutdown.await;
     ExitCode::SUCCESS
 }

@@ -4,9 +4,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Facade, assert_error, error_info, merchant_uid, sandbox_and_facade, settings};
+use common::{
+    Facade, assert_error, error_info, merchant_uid, prepared, sandbox_and_facade, settings,
+};
 use portone_facade::{
-    pb::{GetPreparedPaymentRequest, PreparePaymentRequest},
+    pb::GetPreparedPaymentRequest,
     sandbox::{Endpoint, Fault, Sandbox},
 };
 use tonic::{Code, Request, Status};
@@ -123,16 +125,7 @@ async fn portone_429_whose_retry_after_outlasts_the_deadline_is_answered_at_once
 #[tokio::test]
 async fn portone_429_whose_retry_after_fits_the_deadline_is_waited_out() {
     let (sandbox, facade) = sandbox_and_facade().await;
-    let uid = merchant_uid("wait");
-    facade
-        .prepare_client()
-        .prepare_payment(PreparePaymentRequest {
-            merchant_uid: uid.clone(),
-            amount: "10".into(),
-            currency: String::new(),
-        })
-        .await
-        .unwrap();
+    let uid = prepared(&facade, "wait", "10").await;
     sandbox.inject(
         Endpoint::GetPrepared,
         Fault::Respond {
@@ -186,16 +179,8 @@ async fn persistent_5xx_is_unavailable_after_a_bounded_number_of_attempts() {
 #[tokio::test]
 async fn a_single_5xx_is_retried_to_success() {
     let (sandbox, facade) = sandbox_and_facade().await;
-    let uid = merchant_uid("flaky");
+    let uid = prepared(&facade, "flaky", "10").await;
     let mut client = facade.prepare_client();
-    client
-        .prepare_payment(PreparePaymentRequest {
-            merchant_uid: uid.clone(),
-            amount: "10".into(),
-            currency: String::new(),
-        })
-        .await
-        .unwrap();
     sandbox.inject(Endpoint::GetPrepared, Fault::status(502, -1, "bad gateway"));
     client
         .get_prepared_payment(GetPreparedPaymentRequest { merchant_uid: uid })
@@ -207,16 +192,8 @@ async fn a_single_5xx_is_retried_to_success() {
 #[tokio::test]
 async fn a_reset_connection_on_an_idempotent_call_is_retried() {
     let (sandbox, facade) = sandbox_and_facade().await;
-    let uid = merchant_uid("reset");
+    let uid = prepared(&facade, "reset", "10").await;
     let mut client = facade.prepare_client();
-    client
-        .prepare_payment(PreparePaymentRequest {
-            merchant_uid: uid.clone(),
-            amount: "10".into(),
-            currency: String::new(),
-        })
-        .await
-        .unwrap();
     sandbox.inject(Endpoint::GetPrepared, Fault::DropConnection);
     client
         .get_prepared_payment(GetPreparedPaymentRequest { merchant_uid: uid })
@@ -299,13 +276,8 @@ async fn calls_beyond_the_in_flight_limit_are_resource_exhausted_overloaded() {
             })
             .await
     });
-    // Bounded wait until the slow call holds the only slot.
-    for _ in 0..100 {
-        if sandbox.calls(Endpoint::GetToken) > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    // The slow call holds the only slot once it waits for its token.
+    common::wait_until_called(&sandbox, Endpoint::GetToken).await;
     let status = facade
         .prepare_client()
         .get_prepared_payment(GetPreparedPaymentRequest {

@@ -106,14 +106,7 @@ async fn sigterm_lets_the_call_in_flight_finish_and_exits_zero() {
             })
             .await
     });
-    let started = Instant::now();
-    while sandbox.calls(Endpoint::GetPrepared) == 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "the call never reached the sandbox"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    common::wait_until_called(&sandbox, Endpoint::GetPrepared).await;
     process.terminate();
 
     let answer = in_flight

@@ -150,12 +150,7 @@ async fn on_shutdown_health_turns_not_serving_and_the_call_in_flight_still_compl
             })
             .await
     });
-    for _ in 0..200 {
-        if sandbox.calls(Endpoint::GetPrepared) > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    common::wait_until_called(&sandbox, Endpoint::GetPrepared).await;
     let stopping = tokio::spawn(facade.stop());
 
     let flipped = tokio::time::timeout(Duration::from_secs(5), watch.next())

@@ -183,3 +183,30 @@ pub fn link_request(uid: &str) -> portone_facade::pb::CreatePaymentLinkRequest {
         }],
     }
 }
+
+/// Registers `amount` under a fresh `merchant_uid` through `facade`; returns the uid.
+pub async fn prepared(facade: &Facade, prefix: &str, amount: &str) -> String {
+    let uid = merchant_uid(prefix);
+    facade
+        .prepare_client()
+        .prepare_payment(portone_facade::pb::PreparePaymentRequest {
+            merchant_uid: uid.clone(),
+            amount: amount.into(),
+            currency: String::new(),
+        })
+        .await
+        .expect("prepare succeeds");
+    uid
+}
+
+/// Waits (at most 5 s) until `endpoint` of `sandbox` has been called.
+pub async fn wait_until_called(sandbox: &Sandbox, endpoint: portone_facade::sandbox::Endpoint) {
+    let started = std::time::Instant::now();
+    while sandbox.calls(endpoint) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{endpoint:?} was never called"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
