@@ -133,3 +133,45 @@ fn sigterm_when_idle_exits_zero_at_once() {
         started.elapsed()
     );
 }
+
+#[test]
+fn the_healthcheck_command_exits_zero_on_a_serving_facade_and_one_when_nothing_answers() {
+    let mut command = binary();
+    command.args(["--sandbox", "--listen-addr", "127.0.0.1:0"]);
+    let process = FacadeProcess::start(command);
+    let addr = process.addr.to_string();
+
+    let serving = binary()
+        .args(["healthcheck", "--addr", &addr])
+        .output()
+        .unwrap();
+    assert_eq!(serving.status.code(), Some(0), "{serving:?}");
+    assert_eq!(String::from_utf8_lossy(&serving.stdout).trim(), "SERVING");
+    let per_service = binary()
+        .args([
+            "healthcheck",
+            "--addr",
+            &addr,
+            "--service",
+            "portone.facade.v1.PaymentLinkService",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(per_service.status.code(), Some(0), "{per_service:?}");
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let nothing = binary()
+        .args([
+            "healthcheck",
+            "--addr",
+            &closed.to_string(),
+            "--timeout",
+            "1s",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(nothing.status.code(), Some(1), "{nothing:?}");
+}
