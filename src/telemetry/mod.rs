@@ -95,6 +95,7 @@ impl Telemetry {
                 .with_tracer(provider.tracer("portone-facade"))
                 .with_tracked_inactivity(false)
                 .with_threads(false)
+                .with_location(false)
                 .with_filter(Targets::new().with_target("portone_facade", tracing::Level::INFO))
         });
         if tracing_subscriber::registry()
