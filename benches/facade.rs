@@ -1,0 +1,1037 @@
+//! The facade's benchmark: `cargo bench --bench facade` (about 5 minutes on
+//! 2 cores), or `cargo bench --bench facade -- --smoke` (`BENCH_SMOKE=1`) for
+//! CI (seconds; asserts only zero errors and a written report).
+//!
+//! It starts the PortOne sandbox and the facade as separate processes (the
+//! release binary cargo built), then measures, against the same sandbox:
+//!
+//! - direct (a service's own reqwest client and token, REST) vs facade (tonic
+//!   over 4 HTTP/2 connections) for GetPreparedPayment (read) and
+//!   PreparePayment (write), closed loop at concurrency 1, 32 and 256: req/s,
+//!   p50/p99/p99.9, facade CPU per RPC, facade peak RSS, errors;
+//! - the read path in an open loop at a fixed rate (50% of the facade's c=32
+//!   throughput), latency from each call's scheduled send time;
+//! - tracing exported over OTLP/gRPC to an in-bench sink vs not;
+//! - idle RSS, RSS with 1000 calls in flight, spawn → health `SERVING`, and
+//!   getToken calls for 1000 concurrent calls on a cold token.
+//!
+//! Output: `$BENCH_OUT_DIR` or `<target dir>/bench/` gets `facade.json` and
+//! `facade.md`; the Markdown is printed too. The last line reads
+//! `bench smoke: N passed, M failed` (smoke) or `bench: N passed, M failed`,
+//! counting cases that ran with zero errors; the exit code is non-zero when
+//! one failed. Targets are reported (PASS/MISS), never asserted.
+//!
+//! Environment: `BENCH_SMOKE=1`, `BENCH_OUT_DIR`, and for experiments
+//! `BENCH_MEASURE_MS`, `BENCH_WARMUP_MS`, `BENCH_REPS`, `BENCH_CONCURRENCIES`
+//! (e.g. `1,32`; the targets then speak of c=32 if listed, else the largest).
+//! `BENCH_FACADE_ENV` (`NAME=value` pairs separated by spaces) is added to
+//! every facade process's environment.
+
+#[path = "facade/load.rs"]
+mod load;
+#[path = "facade/procs.rs"]
+mod procs;
+#[path = "facade/report.rs"]
+mod report;
+#[path = "facade/sink.rs"]
+mod sink;
+
+use std::{
+    collections::BTreeMap,
+    env, fs,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::ExitCode,
+    sync::Arc,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use load::{Direct, Facade, Observed, Op, Shape, Target, burst, closed_loop, open_loop};
+use procs::{FacadeProc, SandboxProc, mib, status_kib};
+use report::{
+    Case, InFlight, Meta, Report, StartRep, Startup, Stats, Tracing, median, median_some,
+};
+use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+/// Open-loop rates as shares of the facade's closed-loop reference throughput.
+const OPEN_LOOP_SHARES: [f64; 2] = [0.5, 0.25];
+
+/// One repetition's figures and its first error.
+type Rep = (Stats, Option<String>);
+
+/// How long and how hard.
+struct Config {
+    smoke: bool,
+    warmup: Duration,
+    measure: Duration,
+    open_measure: Duration,
+    reps: usize,
+    concurrencies: Vec<usize>,
+    /// The concurrency the targets speak of (32; 8 in smoke).
+    reference: usize,
+    connections: usize,
+    in_flight: usize,
+    in_flight_latency: &'static str,
+    cold_calls: usize,
+    startup_reps: usize,
+    read_uids: u64,
+    /// Longest wait for the tracing exporter to deliver before SIGTERM.
+    flush_wait: Duration,
+    out_dir: PathBuf,
+}
+
+fn env_ms(name: &str) -> Option<Duration> {
+    env::var(name)
+        .ok()?
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_millis)
+}
+
+impl Config {
+    fn from_env() -> Config {
+        let smoke = env::args().any(|arg| arg == "--smoke")
+            || env::var("BENCH_SMOKE").is_ok_and(|v| !v.is_empty() && v != "0");
+        let mut config = if smoke {
+            Config {
+                smoke,
+                warmup: Duration::from_millis(100),
+                measure: Duration::from_millis(200),
+                open_measure: Duration::from_millis(200),
+                reps: 1,
+                concurrencies: vec![1, 8],
+                reference: 8,
+                connections: 4,
+                in_flight: 100,
+                in_flight_latency: "300ms",
+                cold_calls: 100,
+                startup_reps: 1,
+                read_uids: 100,
+                flush_wait: Duration::from_secs(1),
+                out_dir: PathBuf::new(),
+            }
+        } else {
+            Config {
+                smoke,
+                warmup: Duration::from_millis(500),
+                measure: Duration::from_millis(2_500),
+                open_measure: Duration::from_millis(5_000),
+                reps: 3,
+                concurrencies: vec![1, 32, 256],
+                reference: 32,
+                connections: 4,
+                in_flight: 1_000,
+                in_flight_latency: "2s",
+                cold_calls: 1_000,
+                startup_reps: 5,
+                read_uids: 1_000,
+                flush_wait: Duration::from_secs(8),
+                out_dir: PathBuf::new(),
+            }
+        };
+        if let Some(measure) = env_ms("BENCH_MEASURE_MS") {
+            config.measure = measure;
+            config.open_measure = measure;
+        }
+        if let Some(warmup) = env_ms("BENCH_WARMUP_MS") {
+            config.warmup = warmup;
+        }
+        if let Some(reps) = env::var("BENCH_REPS").ok().and_then(|r| r.parse().ok()) {
+            config.reps = usize::max(reps, 1);
+        }
+        if let Ok(list) = env::var("BENCH_CONCURRENCIES") {
+            let list: Vec<usize> = list
+                .split(',')
+                .filter_map(|c| c.trim().parse().ok())
+                .filter(|&c| c > 0)
+                .collect();
+            if !list.is_empty() {
+                config.reference = if list.contains(&32) {
+                    32
+                } else {
+                    list.iter().copied().max().unwrap_or(1)
+                };
+                config.concurrencies = list;
+            }
+        }
+        config.out_dir = out_dir();
+        config
+    }
+}
+
+/// `$BENCH_OUT_DIR`, else `bench/` in the target directory this bench was
+/// built in (`$CARGO_TARGET_DIR`, default `target`).
+fn out_dir() -> PathBuf {
+    if let Some(dir) = env::var_os("BENCH_OUT_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    // <target>/<profile>/deps/facade-<hash>
+    let built_in = env::current_exe().ok().and_then(|exe| {
+        let target = exe.parent()?.parent()?.parent()?.to_path_buf();
+        target.join("CACHEDIR.TAG").exists().then_some(target)
+    });
+    if let Some(target) = built_in {
+        return target.join("bench");
+    }
+    if let Some(target) = env::var_os("CARGO_TARGET_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(target).join("bench");
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join("bench")
+}
+
+/// Counts cases that ran with zero errors.
+#[derive(Default)]
+struct Tally {
+    passed: usize,
+    failed: usize,
+    failures: Vec<String>,
+}
+
+impl Tally {
+    fn case(&mut self, name: &str, errors: u64, first_error: Option<&str>) {
+        if errors == 0 {
+            self.passed += 1;
+        } else {
+            self.failed += 1;
+            self.failures.push(format!(
+                "{name}: {errors} error(s); first: {}",
+                first_error.unwrap_or("?")
+            ));
+        }
+    }
+
+    fn broken(&mut self, name: &str, why: String) {
+        self.failed += 1;
+        self.failures.push(format!("{name}: {why}"));
+    }
+}
+
+fn main() -> ExitCode {
+    let config = Config::from_env();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("bench: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let started = Instant::now();
+    let mut report = Report {
+        meta: meta(&config),
+        reference_concurrency: config.reference,
+        ..Report::default()
+    };
+    let mut tally = Tally::default();
+    // Child processes are spawned from this (the main) thread only, so that
+    // PR_SET_PDEATHSIG, which fires when the spawning thread ends, fires when
+    // the bench ends.
+    if let Err(error) = runtime.block_on(run(&config, &mut report, &mut tally)) {
+        tally.broken("bench", error);
+    }
+    runtime.shutdown_timeout(Duration::from_secs(2));
+
+    report.meta.duration_s = started.elapsed().as_secs_f64();
+    report.meta.loadavg_end = loadavg();
+    report.targets = targets(&report, &config);
+    report.cases_passed = tally.passed;
+    report.cases_failed = tally.failed;
+    report.failures = tally.failures.clone();
+    let markdown = report.markdown();
+    println!("\n{markdown}");
+    match write_report(&config.out_dir, &report, &markdown) {
+        Ok(json_path) => println!("report: {} and facade.md beside it", json_path.display()),
+        Err(error) => {
+            eprintln!("bench: {error}");
+            tally.broken("report", error);
+        }
+    }
+    let prefix = if config.smoke { "bench smoke" } else { "bench" };
+    println!("{prefix}: {} passed, {} failed", tally.passed, tally.failed);
+    if tally.failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Writes `facade.json` and `facade.md`, then reads the JSON back.
+fn write_report(dir: &Path, report: &Report, markdown: &str) -> Result<PathBuf, String> {
+    fs::create_dir_all(dir).map_err(|error| format!("cannot create {}: {error}", dir.display()))?;
+    let json_path = dir.join("facade.json");
+    let json = serde_json::to_string_pretty(report).map_err(|error| format!("JSON: {error}"))?;
+    fs::write(&json_path, json)
+        .map_err(|error| format!("cannot write {}: {error}", json_path.display()))?;
+    fs::write(dir.join("facade.md"), markdown)
+        .map_err(|error| format!("cannot write facade.md: {error}"))?;
+    let back = fs::read_to_string(&json_path)
+        .map_err(|error| format!("cannot read {} back: {error}", json_path.display()))?;
+    serde_json::from_str::<serde_json::Value>(&back)
+        .map_err(|error| format!("{} is not JSON: {error}", json_path.display()))?;
+    Ok(json_path)
+}
+
+async fn run(config: &Config, report: &mut Report, tally: &mut Tally) -> Result<(), String> {
+    let ticks = procs::ticks_per_second();
+    println!(
+        "bench: {} run; binary {}; report to {}",
+        report.meta.mode,
+        procs::BINARY,
+        config.out_dir.display()
+    );
+    let sandbox = SandboxProc::start(None)?;
+    println!(
+        "bench: sandbox at {} (pid {})",
+        sandbox.url,
+        sandbox.proc.pid()
+    );
+    let direct = Arc::new(Target::Direct(
+        Direct::connect(&sandbox.url, &sandbox.imp_key, &sandbox.imp_secret).await?,
+    ));
+    prepare_read_uids(&direct, config.read_uids).await?;
+
+    // Fresh facades: start-up time, idle RSS, the cold-token burst.
+    match startup(config, &sandbox).await {
+        Ok(startup) => {
+            let errors = startup.reps.iter().map(|r| r.cold_errors).sum();
+            tally.case(
+                "startup + cold token",
+                errors,
+                startup.first_error.as_deref(),
+            );
+            report.startup = Some(startup);
+        }
+        Err(error) => tally.broken("startup + cold token", error),
+    }
+
+    // The facade for the closed and open loops.
+    let facade_proc = FacadeProc::start(&sandbox, &[])?;
+    wait_serving(facade_proc.addr, facade_proc.spawned_at).await?;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    report.main_facade_idle_rss_mib = status_kib(facade_proc.pid(), "VmRSS").map(mib);
+    report.meta.peak_rss_reset = procs::reset_peak_rss(facade_proc.pid());
+    println!(
+        "bench: facade at {} (pid {})",
+        facade_proc.addr,
+        facade_proc.pid()
+    );
+    let facade = Arc::new(Target::Facade(
+        Facade::connect(facade_proc.addr, config.connections).await?,
+    ));
+    let on_direct = Observed {
+        facade: None,
+        sandbox: sandbox.proc.pid(),
+    };
+    let on_facade = Observed {
+        facade: Some(facade_proc.pid()),
+        sandbox: sandbox.proc.pid(),
+    };
+
+    // Closed loop: every case once per repetition, interleaved, so drift in
+    // the machine's load hits direct and facade alike.
+    let mut closed: BTreeMap<(usize, usize, usize), Vec<Rep>> = BTreeMap::new();
+    let ops = [Op::Read, Op::Write];
+    let paths = [
+        ("direct", &direct, on_direct),
+        ("facade", &facade, on_facade),
+    ];
+    for rep in 0..config.reps {
+        for (op_index, &op) in ops.iter().enumerate() {
+            for (c_index, &concurrency) in config.concurrencies.iter().enumerate() {
+                for path_index in [rep % 2, (rep + 1) % 2] {
+                    let (path, target, observed) = &paths[path_index];
+                    let shape = Shape {
+                        op,
+                        warmup: config.warmup,
+                        measure: config.measure,
+                        read_uids: config.read_uids,
+                    };
+                    let run = closed_loop(target, shape, concurrency, *observed).await;
+                    let stats = Stats::from_run(&run, ticks);
+                    print_run(
+                        rep,
+                        config.reps,
+                        &format!("{} {path} c={concurrency}", op.rpc()),
+                        &stats,
+                    );
+                    closed
+                        .entry((op_index, c_index, path_index))
+                        .or_default()
+                        .push((stats, run.acc.first_error));
+                }
+            }
+        }
+    }
+    for ((op_index, c_index, path_index), reps) in closed {
+        let op = ops[op_index];
+        let case = case(
+            "closed",
+            op,
+            paths[path_index].0,
+            Some(config.concurrencies[c_index]),
+            None,
+            reps,
+        );
+        tally.case(&case.name, case.median.errors, case.first_error.as_deref());
+        report.closed_loop.push(case);
+    }
+
+    // Open loop on the read path at half the facade's reference throughput
+    // (the target's rate), and at a quarter of it (further from saturation
+    // on a machine whose cores the three processes share).
+    let reference_rps = report
+        .closed("read", "facade", config.reference)
+        .map_or(0.0, |c| c.median.rps);
+    let rates = OPEN_LOOP_SHARES.map(|share| (reference_rps * share).max(50.0));
+    let mut open: Vec<[Vec<Rep>; 2]> = rates.iter().map(|_| [Vec::new(), Vec::new()]).collect();
+    for rep in 0..config.reps {
+        for (rate_index, &rate) in rates.iter().enumerate() {
+            for index in [rep % 2, (rep + 1) % 2] {
+                let (path, target, observed) = &paths[index];
+                let shape = Shape {
+                    op: Op::Read,
+                    warmup: config.warmup,
+                    measure: config.open_measure,
+                    read_uids: config.read_uids,
+                };
+                let run = open_loop(target, shape, rate, config.connections, *observed).await;
+                let stats = Stats::from_run(&run, ticks);
+                print_run(
+                    rep,
+                    config.reps,
+                    &format!("open loop {path} {rate:.0}/s"),
+                    &stats,
+                );
+                open[rate_index][index].push((stats, run.acc.first_error));
+            }
+        }
+    }
+    for (rate_index, by_path) in open.into_iter().enumerate() {
+        for (index, reps) in by_path.into_iter().enumerate() {
+            let rate = rates[rate_index];
+            let mut case = case("open", Op::Read, paths[index].0, None, Some(rate), reps);
+            case.rate_share = Some(OPEN_LOOP_SHARES[rate_index]);
+            tally.case(&case.name, case.median.errors, case.first_error.as_deref());
+            report.open_loop.push(case);
+        }
+    }
+
+    // Tracing on vs off.
+    match tracing(config, &sandbox, &facade, on_facade, ticks).await {
+        Ok(tracing) => {
+            for case in [&tracing.off, &tracing.on].into_iter().flatten() {
+                tally.case(&case.name, case.median.errors, case.first_error.as_deref());
+            }
+            report.tracing = Some(tracing);
+        }
+        Err(error) => tally.broken("tracing", error),
+    }
+    drop(facade);
+    drop(facade_proc);
+
+    // Many calls in flight against a slow upstream.
+    match in_flight(config).await {
+        Ok(in_flight) => {
+            tally.case(
+                &format!("{} in flight", in_flight.calls),
+                in_flight.errors,
+                in_flight.first_error.as_deref(),
+            );
+            report.in_flight = Some(in_flight);
+        }
+        Err(error) => tally.broken("in flight", error),
+    }
+    Ok(())
+}
+
+fn case(
+    mode: &'static str,
+    op: Op,
+    path: &'static str,
+    concurrency: Option<usize>,
+    rate: Option<f64>,
+    reps: Vec<Rep>,
+) -> Case {
+    let first_error = reps.iter().find_map(|(_, error)| error.clone());
+    let reps: Vec<Stats> = reps.into_iter().map(|(stats, _)| stats).collect();
+    let name = match (concurrency, rate) {
+        (Some(c), _) => format!("{} {path} c={c}", op.rpc()),
+        (None, Some(rate)) => format!("{} {path} open loop {rate:.0}/s", op.rpc()),
+        (None, None) => format!("{} {path}", op.rpc()),
+    };
+    Case {
+        name,
+        mode,
+        op: op.name(),
+        rpc: op.rpc(),
+        path,
+        concurrency,
+        rate,
+        rate_share: None,
+        median: Stats::median_of(&reps),
+        reps,
+        first_error,
+    }
+}
+
+fn print_run(rep: usize, reps: usize, what: &str, s: &Stats) {
+    let cpu = s
+        .facade_cpu_us_per_rpc
+        .map_or_else(String::new, |cpu| format!(", facade {cpu:.1} µs CPU/RPC"));
+    println!(
+        "  [{}/{reps}] {what}: {:.0} req/s, p50 {:.1} µs, p99 {:.1} µs, p99.9 {:.1} µs{cpu}, {} errors",
+        rep + 1,
+        s.rps,
+        s.p50_us,
+        s.p99_us,
+        s.p999_us,
+        s.errors
+    );
+}
+
+/// Registers the read set directly, 16 at a time.
+async fn prepare_read_uids(direct: &Arc<Target>, count: u64) -> Result<(), String> {
+    let Target::Direct(_) = direct.as_ref() else {
+        return Err("the read set is prepared directly".to_owned());
+    };
+    let mut next = 0;
+    while next < count {
+        let mut batch = tokio::task::JoinSet::new();
+        for i in next..count.min(next + 16) {
+            let direct = Arc::clone(direct);
+            batch.spawn(async move {
+                match direct.as_ref() {
+                    Target::Direct(d) => d.prepare(&load::read_uid(i)).await,
+                    Target::Facade(_) => Ok(()),
+                }
+            });
+        }
+        next = count.min(next + 16);
+        while let Some(result) = batch.join_next().await {
+            result
+                .map_err(|error| format!("preparing the read set: {error}"))?
+                .map_err(|error| format!("preparing the read set: {error}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Polls grpc.health.v1 Check (overall) about every millisecond until
+/// `SERVING`; returns the time since `spawned_at` and the number of polls.
+async fn wait_serving(addr: SocketAddr, spawned_at: Instant) -> Result<(Duration, u32), String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|error| format!("endpoint: {error}"))?
+        .connect_timeout(Duration::from_millis(500))
+        .timeout(Duration::from_millis(500))
+        .tcp_nodelay(true);
+    let mut client: Option<HealthClient<Channel>> = None;
+    let mut last_error = String::from("no answer");
+    for poll in 1..=10_000u32 {
+        if client.is_none() {
+            match endpoint.connect().await {
+                Ok(channel) => client = Some(HealthClient::new(channel)),
+                Err(error) => last_error = error.to_string(),
+            }
+        }
+        if let Some(health) = client.as_mut() {
+            let request = HealthCheckRequest {
+                service: String::new(),
+            };
+            match health.check(request).await {
+                Ok(answer) if answer.get_ref().status() == ServingStatus::Serving => {
+                    return Ok((spawned_at.elapsed(), poll));
+                }
+                Ok(answer) => last_error = format!("status {:?}", answer.get_ref().status()),
+                Err(status) => {
+                    last_error = status.to_string();
+                    client = None;
+                }
+            }
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    Err(format!(
+        "facade at {addr} not SERVING within 10 s: {last_error}"
+    ))
+}
+
+/// getToken calls the sandbox has answered so far (`/__sandbox/stats`).
+async fn get_token_calls(url: &str) -> Result<u64, String> {
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .map_err(|error| format!("reqwest: {error}"))?;
+    let stats: serde_json::Value = http
+        .get(format!("{url}/__sandbox/stats"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .map_err(|error| format!("sandbox stats: {error}"))?
+        .json()
+        .await
+        .map_err(|error| format!("sandbox stats: {error}"))?;
+    stats["calls"]["get_token"]
+        .as_u64()
+        .ok_or_else(|| format!("sandbox stats without calls.get_token: {stats}"))
+}
+
+/// Fresh facades: spawn → listening → SERVING, idle RSS, then a burst of
+/// concurrent calls on the cold token and the getToken calls it caused.
+async fn startup(config: &Config, sandbox: &SandboxProc) -> Result<Startup, String> {
+    let mut startup = Startup {
+        cold_calls: config.cold_calls,
+        ..Startup::default()
+    };
+    for rep in 0..config.startup_reps {
+        let before = get_token_calls(&sandbox.url).await?;
+        let facade_proc = FacadeProc::start(sandbox, &[])?;
+        let (serving, polls) = wait_serving(facade_proc.addr, facade_proc.spawned_at).await?;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let idle_rss = status_kib(facade_proc.pid(), "VmRSS").map(mib);
+        let target = Arc::new(Target::Facade(
+            Facade::connect(facade_proc.addr, config.connections).await?,
+        ));
+        let (acc, elapsed) = burst(&target, config.cold_calls, config.read_uids).await;
+        let after = get_token_calls(&sandbox.url).await.ok();
+        let get_token = after.map(|after| after.saturating_sub(before));
+        let start_rep = StartRep {
+            listening_ms: facade_proc.listening_after.as_secs_f64() * 1e3,
+            serving_ms: serving.as_secs_f64() * 1e3,
+            health_polls: polls,
+            idle_rss_mib: idle_rss,
+            get_token_calls: get_token,
+            cold_ok: acc.all_ok,
+            cold_errors: acc.errors,
+            cold_burst_ms: elapsed.as_secs_f64() * 1e3,
+        };
+        println!(
+            "  [{}/{}] fresh facade: listening after {:.1} ms, SERVING after {:.1} ms ({} polls), idle RSS {} MiB; \
+             {} concurrent calls on a cold token: {} ok, {} errors in {:.0} ms, getToken calls {}",
+            rep + 1,
+            config.startup_reps,
+            start_rep.listening_ms,
+            start_rep.serving_ms,
+            polls,
+            idle_rss.map_or_else(|| "?".to_owned(), |r| format!("{r:.2}")),
+            config.cold_calls,
+            acc.all_ok,
+            acc.errors,
+            start_rep.cold_burst_ms,
+            get_token.map_or_else(|| "?".to_owned(), |c| c.to_string())
+        );
+        if startup.first_error.is_none() {
+            startup.first_error = acc.first_error;
+        }
+        startup.get_token_calls.push(get_token);
+        startup.reps.push(start_rep);
+        drop(target);
+        drop(facade_proc);
+    }
+    let serving: Vec<f64> = startup.reps.iter().map(|r| r.serving_ms).collect();
+    startup.serving_ms_min = serving.iter().copied().fold(f64::INFINITY, f64::min);
+    startup.serving_ms_max = serving.iter().copied().fold(0.0, f64::max);
+    startup.serving_ms_median = median(serving);
+    startup.listening_ms_median = median(startup.reps.iter().map(|r| r.listening_ms).collect());
+    startup.idle_rss_mib_median =
+        median_some(startup.reps.iter().filter_map(|r| r.idle_rss_mib).collect());
+    Ok(startup)
+}
+
+/// The read path at the reference concurrency on the main facade (tracing
+/// off) and on a second facade exporting to the in-bench OTLP sink.
+async fn tracing(
+    config: &Config,
+    sandbox: &SandboxProc,
+    facade: &Arc<Target>,
+    on_facade: Observed,
+    ticks: f64,
+) -> Result<Tracing, String> {
+    let sink = sink::Sink::start().await?;
+    let env = [
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("http://{}", sink.addr),
+        ),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_owned()),
+        ("OTEL_TRACES_SAMPLER", "always_on".to_owned()),
+    ];
+    let mut otel_proc = FacadeProc::start(sandbox, &env)?;
+    wait_serving(otel_proc.addr, otel_proc.spawned_at).await?;
+    println!(
+        "bench: facade with tracing at {} (pid {}), OTLP sink at {}",
+        otel_proc.addr,
+        otel_proc.pid(),
+        sink.addr
+    );
+    let traced = Arc::new(Target::Facade(
+        Facade::connect(otel_proc.addr, config.connections).await?,
+    ));
+    let on_traced = Observed {
+        facade: Some(otel_proc.pid()),
+        sandbox: on_facade.sandbox,
+    };
+    let shape = Shape {
+        op: Op::Read,
+        warmup: config.warmup,
+        measure: config.measure,
+        read_uids: config.read_uids,
+    };
+    let mut off = Vec::new();
+    let mut on = Vec::new();
+    let mut calls_sent = 0;
+    for rep in 0..config.reps {
+        for traced_now in [rep % 2 == 1, rep % 2 == 0] {
+            let (target, observed, label) = if traced_now {
+                (&traced, on_traced, "tracing on")
+            } else {
+                (facade, on_facade, "tracing off")
+            };
+            let run = closed_loop(target, shape, config.reference, observed).await;
+            if traced_now {
+                calls_sent += run.acc.all_ok;
+            }
+            let stats = Stats::from_run(&run, ticks);
+            print_run(
+                rep,
+                config.reps,
+                &format!("{} facade c={} {label}", Op::Read.rpc(), config.reference),
+                &stats,
+            );
+            let entry = (stats, run.acc.first_error);
+            if traced_now {
+                on.push(entry)
+            } else {
+                off.push(entry)
+            }
+        }
+    }
+    drop(traced);
+    // Give the batch exporter its scheduled delay, then SIGTERM (which should
+    // flush what is left).
+    let wait_until = Instant::now() + config.flush_wait;
+    let mut last = sink.counts.spans();
+    let mut stable_since = Instant::now();
+    for _ in 0..1_000 {
+        if Instant::now() >= wait_until {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = sink.counts.spans();
+        if now != last {
+            last = now;
+            stable_since = Instant::now();
+        } else if now >= calls_sent && stable_since.elapsed() >= Duration::from_millis(1_500) {
+            break;
+        }
+    }
+    let spans_before_shutdown = sink.counts.spans();
+    otel_proc.proc.terminate();
+    let exited = otel_proc.proc.wait_exit(Duration::from_secs(25));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let spans_received = sink.counts.spans();
+    let mut off_case = case(
+        "closed",
+        Op::Read,
+        "facade",
+        Some(config.reference),
+        None,
+        off,
+    );
+    off_case.name = format!("{} (tracing off)", off_case.name);
+    let mut on_case = case(
+        "closed",
+        Op::Read,
+        "facade",
+        Some(config.reference),
+        None,
+        on,
+    );
+    on_case.name = format!("{} (tracing on)", on_case.name);
+    let ratio = (off_case.median.rps > 0.0).then(|| on_case.median.rps / off_case.median.rps);
+    println!(
+        "bench: tracing on ÷ off = {}; the sink received {spans_received} spans for {calls_sent} calls",
+        ratio.map_or_else(|| "?".to_owned(), |r| format!("{r:.3}"))
+    );
+    Ok(Tracing {
+        concurrency: config.reference,
+        ratio,
+        calls_sent,
+        spans_before_shutdown,
+        spans_received,
+        spans_per_call: (calls_sent > 0).then(|| spans_received as f64 / calls_sent as f64),
+        trace_exports: sink
+            .counts
+            .trace_exports
+            .load(std::sync::atomic::Ordering::Relaxed),
+        span_names: sink::Counts::names(&sink.counts.span_names),
+        metric_exports: sink
+            .counts
+            .metric_exports
+            .load(std::sync::atomic::Ordering::Relaxed),
+        metric_names: sink::Counts::names(&sink.counts.metric_names),
+        exited_cleanly: exited.map(|status| status.success()),
+        env: env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect(),
+        off: Some(off_case),
+        on: Some(on_case),
+    })
+}
+
+/// `config.in_flight` concurrent reads through a facade in front of a
+/// sandbox that answers after `config.in_flight_latency`, sampling the
+/// facade's RSS while they wait.
+async fn in_flight(config: &Config) -> Result<InFlight, String> {
+    let slow = SandboxProc::start(Some(config.in_flight_latency))?;
+    let facade_proc = FacadeProc::start(&slow, &[])?;
+    wait_serving(facade_proc.addr, facade_proc.spawned_at).await?;
+    let pid = facade_proc.pid();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let idle_rss = status_kib(pid, "VmRSS").map(mib);
+    // One registration to read (answered after the latency too).
+    Direct::connect(&slow.url, &slow.imp_key, &slow.imp_secret)
+        .await?
+        .prepare(&load::read_uid(0))
+        .await?;
+    let target = Arc::new(Target::Facade(
+        Facade::connect(facade_proc.addr, config.connections).await?,
+    ));
+    procs::reset_peak_rss(pid);
+    let calls = config.in_flight;
+    let task = {
+        let target = Arc::clone(&target);
+        tokio::spawn(async move { burst(&target, calls, 1).await })
+    };
+    let limit = Instant::now() + load::CALL_TIMEOUT + Duration::from_secs(20);
+    let mut max_rss = None::<u64>;
+    let mut samples = 0;
+    while !task.is_finished() && Instant::now() < limit && samples < 100_000 {
+        if let Some(rss) = status_kib(pid, "VmRSS") {
+            max_rss = Some(max_rss.map_or(rss, |max| max.max(rss)));
+        }
+        samples += 1;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (acc, elapsed) = task
+        .await
+        .map_err(|error| format!("the burst task failed: {error}"))?;
+    let hwm = status_kib(pid, "VmHWM").map(mib);
+    let result = InFlight {
+        calls,
+        sandbox_latency: config.in_flight_latency.to_owned(),
+        idle_rss_mib: idle_rss,
+        max_sampled_rss_mib: max_rss.map(mib),
+        hwm_mib: hwm,
+        samples,
+        ok: acc.all_ok,
+        errors: acc.errors,
+        elapsed_ms: elapsed.as_secs_f64() * 1e3,
+        first_error: acc.first_error,
+    };
+    println!(
+        "bench: {calls} calls in flight (sandbox latency {}): RSS idle {} MiB, max sampled {} MiB, VmHWM {} MiB; \
+         {} ok, {} errors, all answered after {:.0} ms",
+        config.in_flight_latency,
+        result
+            .idle_rss_mib
+            .map_or_else(|| "?".to_owned(), |v| format!("{v:.2}")),
+        result
+            .max_sampled_rss_mib
+            .map_or_else(|| "?".to_owned(), |v| format!("{v:.2}")),
+        result
+            .hwm_mib
+            .map_or_else(|| "?".to_owned(), |v| format!("{v:.2}")),
+        result.ok,
+        result.errors,
+        result.elapsed_ms
+    );
+    Ok(result)
+}
+
+/// The targets of the Performance issue, from the report.
+fn targets(report: &Report, config: &Config) -> Vec<report::Target> {
+    use report::Target as T;
+    let c = config.reference;
+    let read_facade = report.closed("read", "facade", c);
+    let read_direct = report.closed("read", "direct", c);
+    let read_facade_1 = report.closed("read", "facade", 1);
+    let read_direct_1 = report.closed("read", "direct", 1);
+    let added = |f: fn(&Stats) -> f64| match (read_facade_1, read_direct_1) {
+        (Some(facade), Some(direct)) => Some(f(&facade.median) - f(&direct.median)),
+        _ => None,
+    };
+    let ratio = match (read_facade, read_direct) {
+        (Some(f), Some(d)) if d.median.rps > 0.0 => Some(f.median.rps / d.median.rps),
+        _ => None,
+    };
+    let cold = report.startup.as_ref().and_then(|s| {
+        // Every fresh facade must have asked exactly once: report the worst.
+        let counts: Vec<u64> = s.get_token_calls.iter().flatten().copied().collect();
+        (counts.len() == s.get_token_calls.len() && !counts.is_empty())
+            .then(|| counts.iter().copied().max_by_key(|n| n.abs_diff(1)))
+            .flatten()
+            .map(|n| n as f64)
+    });
+    let in_flight =
+        report
+            .in_flight
+            .as_ref()
+            .and_then(|f| match (f.hwm_mib, f.max_sampled_rss_mib) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            });
+    let in_flight_calls = report
+        .in_flight
+        .as_ref()
+        .map_or(config.in_flight, |f| f.calls);
+    vec![
+        T::at_most(
+            &format!("facade CPU per RPC, GetPreparedPayment c={c}"),
+            read_facade.and_then(|f| f.median.facade_cpu_us_per_rpc),
+            "µs",
+            40.0,
+        ),
+        T::at_most(
+            &format!("facade CPU per RPC, PreparePayment c={c} (same limit, for reference)"),
+            report
+                .closed("write", "facade", c)
+                .and_then(|f| f.median.facade_cpu_us_per_rpc),
+            "µs",
+            40.0,
+        ),
+        T::at_least(
+            &format!("throughput facade ÷ direct, GetPreparedPayment c={c}"),
+            ratio,
+            "",
+            0.6,
+        ),
+        T::at_most(
+            "added p50, GetPreparedPayment c=1",
+            added(|s| s.p50_us),
+            "µs",
+            80.0,
+        ),
+        T::at_most(
+            "added p99, GetPreparedPayment c=1",
+            added(|s| s.p99_us),
+            "µs",
+            250.0,
+        ),
+        T::at_most(
+            "idle RSS after start (median of fresh facades)",
+            report.startup.as_ref().and_then(|s| s.idle_rss_mib_median),
+            "MiB",
+            15.0,
+        ),
+        T::at_most(
+            &format!("RSS with {in_flight_calls} calls in flight (max of VmHWM and sampled VmRSS)"),
+            in_flight,
+            "MiB",
+            64.0,
+        ),
+        T::at_most(
+            "spawn → health SERVING (median)",
+            report.startup.as_ref().map(|s| s.serving_ms_median),
+            "ms",
+            50.0,
+        ),
+        T::at_least(
+            &format!("throughput tracing on ÷ off, GetPreparedPayment c={c}"),
+            report.tracing.as_ref().and_then(|t| t.ratio),
+            "",
+            0.9,
+        ),
+        T::exactly(
+            &format!(
+                "getToken calls for {} concurrent calls on a cold token (worst fresh facade)",
+                config.cold_calls
+            ),
+            cold,
+            "",
+            1.0,
+        ),
+    ]
+}
+
+fn meta(config: &Config) -> Meta {
+    let read = |path: &str| fs::read_to_string(path).unwrap_or_default();
+    let cpu_model = read("/proc/cpuinfo")
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("model name")
+                .and_then(|rest| rest.split_once(':'))
+                .map(|(_, model)| model.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    Meta {
+        mode: if config.smoke { "smoke" } else { "full" },
+        started_unix: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        duration_s: 0.0,
+        git_revision: git_revision(),
+        kernel: read("/proc/sys/kernel/osrelease").trim().to_owned(),
+        cpu_model,
+        cores: std::thread::available_parallelism().map_or(0, usize::from),
+        clk_tck: procs::ticks_per_second(),
+        loadavg_start: loadavg(),
+        loadavg_end: String::new(),
+        binary: procs::BINARY.to_owned(),
+        warmup_ms: u64::try_from(config.warmup.as_millis()).unwrap_or(u64::MAX),
+        measure_ms: u64::try_from(config.measure.as_millis()).unwrap_or(u64::MAX),
+        open_measure_ms: u64::try_from(config.open_measure.as_millis()).unwrap_or(u64::MAX),
+        repetitions: config.reps,
+        connections: config.connections,
+        read_uids: config.read_uids,
+        peak_rss_reset: false,
+    }
+}
+
+/// The 1-, 5- and 15-minute load averages.
+fn loadavg() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `git describe`-like: the short revision, `+dirty` with uncommitted changes.
+fn git_revision() -> String {
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|out| out.status.success())
+            .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    };
+    match git(&["rev-parse", "--short", "HEAD"]) {
+        Some(revision) => {
+            let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
+                .is_some_and(|status| !status.is_empty());
+            if dirty {
+                format!("{revision}+dirty")
+            } else {
+                revision
+            }
+        }
+        None => "unknown".to_owned(),
+    }
+}

@@ -1,0 +1,595 @@
+//! Figures per repetition, their medians, the JSON report and its Markdown
+//! table.
+
+use std::{collections::BTreeMap, fmt::Write as _};
+
+use serde::Serialize;
+
+use crate::load::RunResult;
+
+/// The figures of one run (or the medians of several).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Stats {
+    /// Successful calls per second in the measured window.
+    pub rps: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub p999_us: f64,
+    pub max_us: f64,
+    /// Successful measured calls (summed over repetitions in a median).
+    pub ok: u64,
+    /// Failed calls, warm-up included (summed over repetitions in a median).
+    pub errors: u64,
+    pub window_s: f64,
+    /// Facade CPU time (user + system) per completed RPC.
+    pub facade_cpu_us_per_rpc: Option<f64>,
+    /// Sandbox CPU time per completed call.
+    pub sandbox_cpu_us_per_call: Option<f64>,
+    /// The bench process's own CPU time per completed call.
+    pub loadgen_cpu_us_per_call: Option<f64>,
+    /// Facade VmHWM over the measured window.
+    pub facade_peak_rss_mib: Option<f64>,
+    /// Open loop: how late the dispatcher sent its latest call.
+    pub max_send_lag_ms: Option<f64>,
+    /// Cores used on average during the window by processes other than the
+    /// bench, its sandbox and the facade under test (noise).
+    pub other_load_cores: Option<f64>,
+}
+
+impl Stats {
+    pub fn from_run(run: &RunResult, ticks_per_second: f64) -> Stats {
+        let ok = run.acc.ok;
+        let per_call = |ticks: Option<u64>| {
+            ticks
+                .filter(|_| ok > 0)
+                .map(|ticks| ticks as f64 * 1e6 / ticks_per_second / ok as f64)
+        };
+        let quantile = |q: f64| {
+            if ok > 0 {
+                run.acc.hist.value_at_quantile(q) as f64 / 1_000.0
+            } else {
+                0.0
+            }
+        };
+        let window = run.window.as_secs_f64();
+        Stats {
+            rps: if window > 0.0 {
+                ok as f64 / window
+            } else {
+                0.0
+            },
+            p50_us: quantile(0.5),
+            p99_us: quantile(0.99),
+            p999_us: quantile(0.999),
+            max_us: if ok > 0 {
+                run.acc.hist.max() as f64 / 1_000.0
+            } else {
+                0.0
+            },
+            ok,
+            errors: run.acc.errors,
+            window_s: window,
+            facade_cpu_us_per_rpc: per_call(run.facade_ticks),
+            sandbox_cpu_us_per_call: per_call(run.sandbox_ticks),
+            loadgen_cpu_us_per_call: per_call(run.loadgen_ticks),
+            facade_peak_rss_mib: run.facade_peak_kib.map(crate::procs::mib),
+            max_send_lag_ms: run.max_send_lag.map(|lag| lag.as_secs_f64() * 1e3),
+            other_load_cores: run
+                .other_ticks
+                .filter(|_| window > 0.0)
+                .map(|ticks| ticks as f64 / ticks_per_second / window),
+        }
+    }
+
+    /// Each figure's median over `reps`; calls and errors are summed.
+    pub fn median_of(reps: &[Stats]) -> Stats {
+        let of = |get: &dyn Fn(&Stats) -> f64| median(reps.iter().map(get).collect());
+        let of_some = |get: &dyn Fn(&Stats) -> Option<f64>| {
+            median_some(reps.iter().filter_map(get).collect())
+        };
+        Stats {
+            rps: of(&|s| s.rps),
+            p50_us: of(&|s| s.p50_us),
+            p99_us: of(&|s| s.p99_us),
+            p999_us: of(&|s| s.p999_us),
+            max_us: of(&|s| s.max_us),
+            ok: reps.iter().map(|s| s.ok).sum(),
+            errors: reps.iter().map(|s| s.errors).sum(),
+            window_s: of(&|s| s.window_s),
+            facade_cpu_us_per_rpc: of_some(&|s| s.facade_cpu_us_per_rpc),
+            sandbox_cpu_us_per_call: of_some(&|s| s.sandbox_cpu_us_per_call),
+            loadgen_cpu_us_per_call: of_some(&|s| s.loadgen_cpu_us_per_call),
+            facade_peak_rss_mib: of_some(&|s| s.facade_peak_rss_mib),
+            max_send_lag_ms: of_some(&|s| s.max_send_lag_ms),
+            other_load_cores: of_some(&|s| s.other_load_cores),
+        }
+    }
+}
+
+/// The median (mean of the middle two for an even count); 0 when empty.
+pub fn median(values: Vec<f64>) -> f64 {
+    median_some(values).unwrap_or(0.0)
+}
+
+/// The median, or `None` when empty.
+pub fn median_some(mut values: Vec<f64>) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    Some(if values.len() % 2 == 0 {
+        (values[mid - 1] + values[mid]) / 2.0
+    } else {
+        values[mid]
+    })
+}
+
+/// One measured case: a path and an RPC at a concurrency or a rate.
+#[derive(Clone, Debug, Serialize)]
+pub struct Case {
+    pub name: String,
+    /// `closed` (fixed concurrency) or `open` (fixed rate).
+    pub mode: &'static str,
+    /// `read` or `write`.
+    pub op: &'static str,
+    pub rpc: &'static str,
+    /// `direct` or `facade`.
+    pub path: &'static str,
+    pub concurrency: Option<usize>,
+    pub rate: Option<f64>,
+    /// Open loop: the rate as a share of the facade's closed-loop throughput.
+    pub rate_share: Option<f64>,
+    pub median: Stats,
+    pub reps: Vec<Stats>,
+    pub first_error: Option<String>,
+}
+
+/// `portone-facade` starting: one fresh process per repetition.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct StartRep {
+    pub listening_ms: f64,
+    pub serving_ms: f64,
+    pub health_polls: u32,
+    pub idle_rss_mib: Option<f64>,
+    /// getToken calls the sandbox saw from spawn to the end of the cold burst.
+    pub get_token_calls: Option<u64>,
+    pub cold_ok: u64,
+    pub cold_errors: u64,
+    pub cold_burst_ms: f64,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Startup {
+    pub reps: Vec<StartRep>,
+    pub listening_ms_median: f64,
+    pub serving_ms_median: f64,
+    pub serving_ms_min: f64,
+    pub serving_ms_max: f64,
+    pub idle_rss_mib_median: Option<f64>,
+    /// Concurrent calls sent to each fresh facade.
+    pub cold_calls: usize,
+    pub get_token_calls: Vec<Option<u64>>,
+    pub first_error: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct InFlight {
+    pub calls: usize,
+    pub sandbox_latency: String,
+    pub idle_rss_mib: Option<f64>,
+    pub max_sampled_rss_mib: Option<f64>,
+    pub hwm_mib: Option<f64>,
+    pub samples: u32,
+    pub ok: u64,
+    pub errors: u64,
+    pub elapsed_ms: f64,
+    pub first_error: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Tracing {
+    pub concurrency: usize,
+    pub off: Option<Case>,
+    pub on: Option<Case>,
+    pub ratio: Option<f64>,
+    /// Calls answered by the facade with tracing on, warm-up included.
+    pub calls_sent: u64,
+    pub spans_before_shutdown: u64,
+    pub spans_received: u64,
+    pub spans_per_call: Option<f64>,
+    pub trace_exports: u64,
+    pub span_names: BTreeMap<String, u64>,
+    pub metric_exports: u64,
+    pub metric_names: BTreeMap<String, u64>,
+    pub exited_cleanly: Option<bool>,
+    pub env: BTreeMap<String, String>,
+}
+
+/// One target of the Performance issue.
+#[derive(Clone, Debug, Serialize)]
+pub struct Target {
+    pub name: String,
+    pub value: Option<f64>,
+    pub unit: &'static str,
+    /// `<= 40` and the like.
+    pub limit: String,
+    pub pass: Option<bool>,
+}
+
+impl Target {
+    pub fn at_most(name: &str, value: Option<f64>, unit: &'static str, limit: f64) -> Target {
+        Target {
+            name: name.to_owned(),
+            value,
+            unit,
+            limit: format!("≤ {}", trim(limit)),
+            pass: value.map(|v| v <= limit),
+        }
+    }
+
+    pub fn at_least(name: &str, value: Option<f64>, unit: &'static str, limit: f64) -> Target {
+        Target {
+            name: name.to_owned(),
+            value,
+            unit,
+            limit: format!("≥ {}", trim(limit)),
+            pass: value.map(|v| v >= limit),
+        }
+    }
+
+    pub fn exactly(name: &str, value: Option<f64>, unit: &'static str, limit: f64) -> Target {
+        Target {
+            name: name.to_owned(),
+            value,
+            unit,
+            limit: format!("= {}", trim(limit)),
+            pass: value.map(|v| (v - limit).abs() < f64::EPSILON),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Meta {
+    pub mode: &'static str,
+    pub started_unix: u64,
+    pub duration_s: f64,
+    pub git_revision: String,
+    pub kernel: String,
+    pub cpu_model: String,
+    pub cores: usize,
+    pub clk_tck: f64,
+    pub loadavg_start: String,
+    pub loadavg_end: String,
+    pub binary: String,
+    pub warmup_ms: u64,
+    pub measure_ms: u64,
+    pub open_measure_ms: u64,
+    pub repetitions: usize,
+    pub connections: usize,
+    pub read_uids: u64,
+    pub peak_rss_reset: bool,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Report {
+    pub meta: Meta,
+    /// The concurrency the targets speak of (32; 8 in smoke runs).
+    pub reference_concurrency: usize,
+    pub closed_loop: Vec<Case>,
+    pub open_loop: Vec<Case>,
+    pub tracing: Option<Tracing>,
+    pub in_flight: Option<InFlight>,
+    pub startup: Option<Startup>,
+    pub main_facade_idle_rss_mib: Option<f64>,
+    pub targets: Vec<Target>,
+    pub cases_passed: usize,
+    pub cases_failed: usize,
+    pub failures: Vec<String>,
+}
+
+fn trim(value: f64) -> String {
+    let text = format!("{value:.3}");
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+fn opt(value: Option<f64>, decimals: usize) -> String {
+    value.map_or_else(|| "–".to_owned(), |v| format!("{v:.decimals$}"))
+}
+
+impl Report {
+    /// The closed-loop case of `op`, `path` at `concurrency`.
+    pub fn closed(&self, op: &str, path: &str, concurrency: usize) -> Option<&Case> {
+        self.closed_loop
+            .iter()
+            .find(|c| c.op == op && c.path == path && c.concurrency == Some(concurrency))
+    }
+
+    /// Every figure as Markdown.
+    pub fn markdown(&self) -> String {
+        let mut md = String::new();
+        let m = &self.meta;
+        let _ = writeln!(md, "# portone-facade benchmark ({} run)\n", m.mode);
+        let _ = writeln!(
+            md,
+            "git {} · {} cores ({}) · Linux {} · load average {} before, {} after · {:.0} s",
+            m.git_revision,
+            m.cores,
+            m.cpu_model,
+            m.kernel,
+            m.loadavg_start,
+            m.loadavg_end,
+            m.duration_s
+        );
+        let _ = writeln!(
+            md,
+            "\nEach figure is the median of {} repetition(s) of {} ms measured after {} ms of warm-up \
+             (open loop: {} ms). Latency from HDR histograms; CPU time from `/proc/<pid>/stat` \
+             utime+stime (CLK_TCK = {}) divided by completed calls. The load generator (this bench, \
+             {} HTTP/2 connections to the facade), the facade and the sandbox share the same {} cores, \
+             so absolute figures are those of a crowded machine. \"Other load\" is the CPU (in cores) \
+             that all other processes on the machine used during a measurement: noise, ideally near 0.\n",
+            m.repetitions,
+            m.measure_ms,
+            m.warmup_ms,
+            m.open_measure_ms,
+            m.clk_tck,
+            m.connections,
+            m.cores
+        );
+
+        md.push_str("## Closed loop (fixed concurrency)\n\n");
+        md.push_str(
+            "| RPC | path | c | req/s | p50 µs | p99 µs | p99.9 µs | facade CPU µs/RPC | sandbox CPU µs/call | load-gen CPU µs/call | facade peak RSS MiB | other load (cores) | errors |\n\
+             |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        );
+        for case in &self.closed_loop {
+            let s = &case.median;
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {} | {} | {} |",
+                case.rpc,
+                case.path,
+                case.concurrency.unwrap_or(0),
+                s.rps,
+                s.p50_us,
+                s.p99_us,
+                s.p999_us,
+                opt(s.facade_cpu_us_per_rpc, 1),
+                opt(s.sandbox_cpu_us_per_call, 1),
+                opt(s.loadgen_cpu_us_per_call, 1),
+                opt(s.facade_peak_rss_mib, 1),
+                opt(s.other_load_cores, 2),
+                s.errors
+            );
+        }
+
+        md.push_str("\n## What the facade adds (facade − direct, same RPC and concurrency)\n\n");
+        md.push_str(
+            "| RPC | c | throughput facade ÷ direct | added p50 µs | added p99 µs | added p99.9 µs |\n\
+             |---|---:|---:|---:|---:|---:|\n",
+        );
+        for facade in self.closed_loop.iter().filter(|c| c.path == "facade") {
+            let Some(direct) = self.closed(facade.op, "direct", facade.concurrency.unwrap_or(0))
+            else {
+                continue;
+            };
+            let (f, d) = (&facade.median, &direct.median);
+            let ratio = if d.rps > 0.0 { f.rps / d.rps } else { 0.0 };
+            let _ = writeln!(
+                md,
+                "| {} | {} | {:.2} | {:+.1} | {:+.1} | {:+.1} |",
+                facade.rpc,
+                facade.concurrency.unwrap_or(0),
+                ratio,
+                f.p50_us - d.p50_us,
+                f.p99_us - d.p99_us,
+                f.p999_us - d.p999_us
+            );
+        }
+
+        if let Some(first) = self.open_loop.first() {
+            let _ = writeln!(
+                md,
+                "\n## Open loop ({}, fixed rates as shares of the facade's closed-loop c={} throughput; \
+                 latency from each call's scheduled send time, so stalls are not hidden)\n",
+                first.rpc, self.reference_concurrency
+            );
+            md.push_str(
+                "| path | share | rate req/s | achieved req/s | p50 µs | p99 µs | p99.9 µs | max µs | facade CPU µs/RPC | max send lag ms | other load (cores) | errors |\n\
+                 |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+            );
+            for case in &self.open_loop {
+                let s = &case.median;
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {} |",
+                    case.path,
+                    case.rate_share
+                        .map_or_else(|| "–".to_owned(), |share| format!("{:.0}%", share * 100.0)),
+                    case.rate.unwrap_or(0.0),
+                    s.rps,
+                    s.p50_us,
+                    s.p99_us,
+                    s.p999_us,
+                    s.max_us,
+                    opt(s.facade_cpu_us_per_rpc, 1),
+                    opt(s.max_send_lag_ms, 2),
+                    opt(s.other_load_cores, 2),
+                    s.errors
+                );
+            }
+            md.push('\n');
+            for facade in self.open_loop.iter().filter(|c| c.path == "facade") {
+                let direct = self
+                    .open_loop
+                    .iter()
+                    .find(|c| c.path == "direct" && c.rate == facade.rate);
+                if let Some(direct) = direct {
+                    let _ = writeln!(
+                        md,
+                        "Added by the facade at {:.0} req/s: p50 {:+.1} µs, p99 {:+.1} µs, p99.9 {:+.1} µs.  ",
+                        facade.rate.unwrap_or(0.0),
+                        facade.median.p50_us - direct.median.p50_us,
+                        facade.median.p99_us - direct.median.p99_us,
+                        facade.median.p999_us - direct.median.p999_us
+                    );
+                }
+            }
+        }
+
+        if let Some(t) = &self.tracing {
+            let _ = writeln!(
+                md,
+                "\n## Tracing exported over OTLP/gRPC to a local sink vs not (GetPreparedPayment, c={})\n",
+                t.concurrency
+            );
+            md.push_str("| figure | value |\n|---|---:|\n");
+            let rps = |case: &Option<Case>| case.as_ref().map(|c| c.median.rps);
+            let cpu =
+                |case: &Option<Case>| case.as_ref().and_then(|c| c.median.facade_cpu_us_per_rpc);
+            let p99 = |case: &Option<Case>| case.as_ref().map(|c| c.median.p99_us);
+            let _ = writeln!(md, "| req/s, tracing off | {} |", opt(rps(&t.off), 0));
+            let _ = writeln!(md, "| req/s, tracing on | {} |", opt(rps(&t.on), 0));
+            let _ = writeln!(md, "| on ÷ off | {} |", opt(t.ratio, 3));
+            let _ = writeln!(
+                md,
+                "| p99 µs off / on | {} / {} |",
+                opt(p99(&t.off), 1),
+                opt(p99(&t.on), 1)
+            );
+            let _ = writeln!(
+                md,
+                "| facade CPU µs/RPC off / on | {} / {} |",
+                opt(cpu(&t.off), 1),
+                opt(cpu(&t.on), 1)
+            );
+            let loadgen =
+                |case: &Option<Case>| case.as_ref().and_then(|c| c.median.loadgen_cpu_us_per_call);
+            let _ = writeln!(
+                md,
+                "| bench CPU µs/call off / on (the OTLP sink runs inside the bench) | {} / {} |",
+                opt(loadgen(&t.off), 1),
+                opt(loadgen(&t.on), 1)
+            );
+            let _ = writeln!(
+                md,
+                "| calls answered with tracing on (warm-up included) | {} |",
+                t.calls_sent
+            );
+            let _ = writeln!(
+                md,
+                "| spans received by the sink (before SIGTERM / after exit) | {} / {} |",
+                t.spans_before_shutdown, t.spans_received
+            );
+            let _ = writeln!(md, "| spans per call | {} |", opt(t.spans_per_call, 2));
+            let _ = writeln!(
+                md,
+                "| trace / metric export requests | {} / {} |",
+                t.trace_exports, t.metric_exports
+            );
+            if t.spans_received == 0 {
+                md.push_str(
+                    "\n**The sink received no spans**: the facade exported nothing with \
+                     `OTEL_EXPORTER_OTLP_ENDPOINT` set, so \"tracing on\" measured a facade that does not trace.\n",
+                );
+            } else {
+                let names: Vec<String> = t
+                    .span_names
+                    .iter()
+                    .map(|(name, count)| format!("`{name}` × {count}"))
+                    .collect();
+                let _ = writeln!(md, "\nSpan names: {}.", names.join(", "));
+            }
+        }
+
+        md.push_str("\n## Memory and start-up\n\n| figure | value |\n|---|---:|\n");
+        if let Some(s) = &self.startup {
+            let _ = writeln!(
+                md,
+                "| idle RSS after start (VmRSS, fresh facade, median of {}) | {} MiB |",
+                s.reps.len(),
+                opt(s.idle_rss_mib_median, 2)
+            );
+        }
+        let _ = writeln!(
+            md,
+            "| idle RSS of the facade used for the closed loop, before any call | {} MiB |",
+            opt(self.main_facade_idle_rss_mib, 2)
+        );
+        if let Some(f) = &self.in_flight {
+            let _ = writeln!(
+                md,
+                "| RSS with {} calls in flight (sandbox latency {}): max sampled VmRSS / VmHWM | {} / {} MiB |",
+                f.calls,
+                f.sandbox_latency,
+                opt(f.max_sampled_rss_mib, 2),
+                opt(f.hwm_mib, 2)
+            );
+            let _ = writeln!(
+                md,
+                "| … the {} calls: answered / errors / all answered after | {} / {} / {:.0} ms |",
+                f.calls, f.ok, f.errors, f.elapsed_ms
+            );
+        }
+        if let Some(s) = &self.startup {
+            let _ = writeln!(
+                md,
+                "| spawn → `listening` log line (median) | {:.1} ms |",
+                s.listening_ms_median
+            );
+            let _ = writeln!(
+                md,
+                "| spawn → health `SERVING` (median; min – max of {}) | {:.1} ms ({:.1} – {:.1}) |",
+                s.reps.len(),
+                s.serving_ms_median,
+                s.serving_ms_min,
+                s.serving_ms_max
+            );
+            let counts: Vec<String> = s
+                .get_token_calls
+                .iter()
+                .map(|c| c.map_or_else(|| "?".to_owned(), |c| c.to_string()))
+                .collect();
+            let _ = writeln!(
+                md,
+                "| getToken calls for {} concurrent calls on a cold token (each fresh facade) | {} |",
+                s.cold_calls,
+                counts.join(", ")
+            );
+        }
+
+        md.push_str(
+            "\n## Targets\n\n| target | measured | limit | result |\n|---|---:|---:|---|\n",
+        );
+        for t in &self.targets {
+            let result = match t.pass {
+                Some(true) => "PASS",
+                Some(false) => "MISS",
+                None => "not measured",
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {} {} | {} {} | {} |",
+                t.name,
+                opt(t.value, 2),
+                t.unit,
+                t.limit,
+                t.unit,
+                result
+            );
+        }
+        if !self.failures.is_empty() {
+            md.push_str("\n## Failures\n\n");
+            for failure in &self.failures {
+                let _ = writeln!(md, "- {failure}");
+            }
+        }
+        let _ = writeln!(
+            md,
+            "\n{} case(s) passed (ran with zero errors), {} failed.",
+            self.cases_passed, self.cases_failed
+        );
+        md
+    }
+}
