@@ -320,3 +320,32 @@ async fn disabling_puts_to_the_link_path_with_a_bearer_token() {
     assert_eq!(requests[0].method.as_str(), "PUT");
     assert_eq!(header(&requests[0], "authorization"), "Bearer tok-1");
 }
+
+#[tokio::test]
+async fn a_base_url_with_a_path_prefix_keeps_it() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/egress/portone/users/getToken"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "code": 0, "message": null,
+            "response": {"access_token": "tok-1", "now": 1_700_000_000, "expired_at": 1_700_001_800}
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/egress/portone/payments/prepare/order%2F7"))
+        .respond_with(prepared("order/7", json!(70)))
+        .mount(&server)
+        .await;
+    let base = format!("{}/egress/portone/", server.uri());
+    let facade = Facade::start(settings(&base, "k", "s")).await;
+    let read = facade
+        .prepare_client()
+        .get_prepared_payment(GetPreparedPaymentRequest {
+            merchant_uid: "order/7".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(read.prepared_payment.unwrap().amount, "70");
+}

@@ -11,6 +11,7 @@ use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 use bytes::Bytes;
 use http::{HeaderValue, Method};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use reqwest::Url;
 use serde::de::DeserializeOwned;
 use tracing::Instrument;
 
@@ -66,6 +67,9 @@ pub struct PortOneClient {
 pub(crate) struct ClientInner {
     http: reqwest::Client,
     config: ClientConfig,
+    /// Every endpoint's URL, parsed once: reqwest would otherwise parse the
+    /// whole URL, host and IDNA included, on every call.
+    urls: Urls,
     /// `(server.address, server.port)` of the two hosts, for spans and metrics.
     api_host: (String, u16),
     link_host: (String, u16),
@@ -74,12 +78,57 @@ pub(crate) struct ClientInner {
     link_json: HeaderValue,
 }
 
+/// The endpoints' URLs, parsed once.
+struct Urls {
+    get_token: Url,
+    prepare: Url,
+    create_link: Url,
+    /// Bases for the paths that carry an id.
+    api_base: Url,
+    link_base: Url,
+}
+
+impl Urls {
+    fn new(api_url: &str, link_api_url: &str) -> Result<Urls, ClientBuildError> {
+        let parse = |text: String| {
+            Url::parse(&text).map_err(|error| ClientBuildError::Url(text, error.to_string()))
+        };
+        Ok(Urls {
+            get_token: parse(format!("{api_url}/users/getToken"))?,
+            prepare: parse(format!("{api_url}/payments/prepare"))?,
+            create_link: parse(format!("{link_api_url}/api/supplements/v1/link/payment"))?,
+            api_base: parse(api_url.to_owned())?,
+            link_base: parse(link_api_url.to_owned())?,
+        })
+    }
+
+    /// `base` with `path` appended to its own path; `path` is already
+    /// percent-encoded, so it stays as it is.
+    fn under(base: &Url, path: &str) -> Url {
+        let mut url = base.clone();
+        let joined = format!("{}{path}", base.path().trim_end_matches('/'));
+        url.set_path(&joined);
+        url
+    }
+}
+
+/// Why the client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientBuildError {
+    /// A base URL does not parse.
+    #[error("invalid PortOne URL {0:?}: {1}")]
+    Url(String, String),
+    /// TLS or the connection pool could not be set up.
+    #[error("cannot build the HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
 impl PortOneClient {
-    /// Builds the client (connection pool, rustls). Fails only if TLS cannot
-    /// be set up.
-    pub fn new(mut config: ClientConfig) -> Result<PortOneClient, reqwest::Error> {
+    /// Builds the client (connection pool, rustls).
+    pub fn new(mut config: ClientConfig) -> Result<PortOneClient, ClientBuildError> {
         config.api_url = config.api_url.trim_end_matches('/').to_owned();
         config.link_api_url = config.link_api_url.trim_end_matches('/').to_owned();
+        let urls = Urls::new(&config.api_url, &config.link_api_url)?;
         let http = reqwest::Client::builder()
             .user_agent(concat!("portone-facade/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(config.attempt_timeout)
@@ -92,6 +141,7 @@ impl PortOneClient {
         Ok(PortOneClient {
             inner: Arc::new(ClientInner {
                 http,
+                urls,
                 api_host,
                 link_host,
                 config,
@@ -128,11 +178,11 @@ impl PortOneClient {
         deadline: Deadline,
     ) -> Result<Prepared, UpstreamError> {
         let inner = &self.inner;
-        let url = format!(
-            "{}/payments/prepare/{}",
-            inner.config.api_url,
+        let path = format!(
+            "/payments/prepare/{}",
             utf8_percent_encode(merchant_uid.as_str(), PATH_SEGMENT)
         );
+        let url = Urls::under(&inner.urls.api_base, &path);
         let call = Call {
             method: Method::GET,
             route: "/payments/prepare/{merchant_uid}",
@@ -162,7 +212,7 @@ impl PortOneClient {
             method,
             route: "/payments/prepare",
             host: Host::Api,
-            url: format!("{}/payments/prepare", inner.config.api_url),
+            url: inner.urls.prepare.clone(),
             body: Some((to_json(&body)?, inner.json.clone())),
             // POST is idempotent too: a repeat is recognised as a duplicate
             // and reconciled by the caller.
@@ -192,10 +242,7 @@ impl PortOneClient {
             method: Method::POST,
             route: "/api/supplements/v1/link/payment",
             host: Host::Link,
-            url: format!(
-                "{}/api/supplements/v1/link/payment",
-                inner.config.link_api_url
-            ),
+            url: inner.urls.create_link.clone(),
             body: Some((to_json(&body)?, inner.link_json.clone())),
             retry: RetryRule::OnlyIfNeverSent,
             audience: Audience::Api,
@@ -228,10 +275,9 @@ impl PortOneClient {
             method: Method::PUT,
             route: "/api/supplements/v1/link/payment/{link_id}",
             host: Host::Link,
-            url: format!(
-                "{}/api/supplements/v1/link/payment/{}",
-                inner.config.link_api_url,
-                link_id.as_str()
+            url: Urls::under(
+                &inner.urls.link_base,
+                &format!("/api/supplements/v1/link/payment/{}", link_id.as_str()),
             ),
             body: None,
             retry: RetryRule::Idempotent,
@@ -293,7 +339,7 @@ impl ClientInner {
             method: Method::POST,
             route: "/users/getToken",
             host: Host::Api,
-            url: format!("{}/users/getToken", self.config.api_url),
+            url: self.urls.get_token.clone(),
             body: Some((to_json(&body)?, self.json.clone())),
             retry: RetryRule::Idempotent,
             audience: Audience::Token,

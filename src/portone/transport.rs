@@ -59,7 +59,7 @@ pub(crate) struct Call {
     /// The endpoint without ids, for span names.
     pub route: &'static str,
     pub host: Host,
-    pub url: String,
+    pub url: reqwest::Url,
     pub body: Option<(Bytes, HeaderValue)>,
     pub retry: RetryRule,
     pub audience: Audience,
@@ -158,13 +158,18 @@ impl ClientInner {
             return Err(deadline_gone());
         }
         let (host, port) = self.host(call.host);
-        let attempt =
-            ClientAttempt::start(method_name(&call.method), call.route, &call.url, host, port);
+        let attempt = ClientAttempt::start(
+            method_name(&call.method),
+            call.route,
+            call.url.as_str(),
+            host,
+            port,
+        );
         let mut headers = HeaderMap::new();
         attempt.inject(&mut headers);
         let mut request = self
             .http
-            .request(call.method.clone(), &call.url)
+            .request(call.method.clone(), call.url.clone())
             .headers(headers);
         if let Some(token) = token {
             request = request.header(header::AUTHORIZATION, token.authorization.clone());
