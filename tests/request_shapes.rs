@@ -14,9 +14,14 @@ use wiremock::{
 };
 
 async fn portone() -> MockServer {
+    portone_at("").await
+}
+
+/// A PortOne whose API lives under `prefix` (e.g. behind an egress proxy).
+async fn portone_at(prefix: &str) -> MockServer {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
-        .and(path("/users/getToken"))
+        .and(path(format!("{prefix}/users/getToken")))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "code": 0, "message": null,
             "response": {"access_token": "tok-1", "now": 1_700_000_000, "expired_at": 1_700_001_800}
@@ -323,15 +328,7 @@ async fn disabling_puts_to_the_link_path_with_a_bearer_token() {
 
 #[tokio::test]
 async fn a_base_url_with_a_path_prefix_keeps_it() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/egress/portone/users/getToken"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "code": 0, "message": null,
-            "response": {"access_token": "tok-1", "now": 1_700_000_000, "expired_at": 1_700_001_800}
-        })))
-        .mount(&server)
-        .await;
+    let server = portone_at("/egress/portone").await;
     Mock::given(method("GET"))
         .and(path("/egress/portone/payments/prepare/order%2F7"))
         .respond_with(prepared("order/7", json!(70)))
