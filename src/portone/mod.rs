@@ -70,9 +70,6 @@ pub(crate) struct ClientInner {
     /// Every endpoint's URL, parsed once: reqwest would otherwise parse the
     /// whole URL, host and IDNA included, on every call.
     urls: Urls,
-    /// `(server.address, server.port)` of the two hosts, for spans and metrics.
-    api_host: (String, u16),
-    link_host: (String, u16),
     tokens: TokenCache,
     json: HeaderValue,
     link_json: HeaderValue,
@@ -136,14 +133,10 @@ impl PortOneClient {
             .tcp_nodelay(true)
             .no_proxy()
             .build()?;
-        let api_host = host_and_port(&config.api_url);
-        let link_host = host_and_port(&config.link_api_url);
         Ok(PortOneClient {
             inner: Arc::new(ClientInner {
                 http,
                 urls,
-                api_host,
-                link_host,
                 config,
                 tokens: TokenCache::default(),
                 json: HeaderValue::from_static("application/json"),
@@ -318,13 +311,16 @@ impl ClientInner {
         Box::pin(self.fetch_token().instrument(span))
     }
 
-    /// `(server.address, server.port)` of a host.
+    /// `(server.address, server.port)` of a host, for spans and metrics.
     pub(crate) fn host(&self, host: Host) -> (&str, u16) {
-        let (name, port) = match host {
-            Host::Api => &self.api_host,
-            Host::Link => &self.link_host,
+        let base = match host {
+            Host::Api => &self.urls.api_base,
+            Host::Link => &self.urls.link_base,
         };
-        (name, *port)
+        (
+            base.host_str().unwrap_or_default(),
+            base.port_or_known_default().unwrap_or(0),
+        )
     }
 
     /// `POST /users/getToken`, with its own deadline so that no single
@@ -355,16 +351,6 @@ impl ClientInner {
         })?;
         AccessToken::new(&data.access_token, data.now, data.expired_at)
     }
-}
-
-fn host_and_port(base_url: &str) -> (String, u16) {
-    reqwest::Url::parse(base_url).map_or_else(
-        |_| (String::new(), 0),
-        |url| {
-            let port = url.port_or_known_default().unwrap_or(0);
-            (url.host_str().unwrap_or_default().to_owned(), port)
-        },
-    )
 }
 
 fn to_json(value: &impl serde::Serialize) -> Result<Bytes, UpstreamError> {
