@@ -114,9 +114,11 @@ impl ClientInner {
                     }
                     refreshed_after_401 = true;
                     attempts -= 1;
-                    instruments()
-                        .retries
-                        .add(1, &[KeyValue::new("reason", "unauthorized")]);
+                    if let Some(instruments) = instruments() {
+                        instruments
+                            .retries
+                            .add(1, &[KeyValue::new("reason", "unauthorized")]);
+                    }
                     continue;
                 }
                 Ok((status, body, headers)) => {
@@ -136,9 +138,11 @@ impl ClientInner {
                     .unwrap_or_else(|| backoff(attempts));
                 if deadline.fits(wait) && wait <= self.config.attempt_timeout {
                     tokio::time::sleep(wait).await;
-                    instruments()
-                        .retries
-                        .add(1, &[KeyValue::new("reason", "transient")]);
+                    if let Some(instruments) = instruments() {
+                        instruments
+                            .retries
+                            .add(1, &[KeyValue::new("reason", "transient")]);
+                    }
                     continue;
                 }
             }

@@ -31,9 +31,13 @@ pub(crate) struct Instruments {
 
 static INSTRUMENTS: OnceLock<Instruments> = OnceLock::new();
 
-/// The instruments, created on first use.
-pub(crate) fn instruments() -> &'static Instruments {
-    INSTRUMENTS.get_or_init(|| {
+/// The instruments, created on first use; `None` when no metric exporter
+/// runs, so that callers do not even build the attributes.
+pub(crate) fn instruments() -> Option<&'static Instruments> {
+    if !super::metrics_enabled() {
+        return None;
+    }
+    Some(INSTRUMENTS.get_or_init(|| {
         let meter = global::meter("portone-facade");
         Instruments {
             rpc_duration: meter
@@ -57,7 +61,7 @@ pub(crate) fn instruments() -> &'static Instruments {
                 .with_description("Upstream attempts repeated after a transient failure or a 401")
                 .build(),
         }
-    })
+    }))
 }
 
 /// `rpc.server.active_requests`: RPCs in flight, read from the server's own

@@ -42,6 +42,13 @@ pub(crate) fn tracing_enabled() -> bool {
     TRACING.load(Ordering::Relaxed)
 }
 
+/// Whether metrics are exported; when not, nothing is recorded.
+static METRICS: AtomicBool = AtomicBool::new(false);
+
+pub(crate) fn metrics_enabled() -> bool {
+    METRICS.load(Ordering::Relaxed)
+}
+
 /// Longest wait for the exporters to flush at exit.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -111,6 +118,7 @@ impl Telemetry {
         }
         if let Some(provider) = &meter_provider {
             global::set_meter_provider(provider.clone());
+            METRICS.store(true, Ordering::Relaxed);
         }
         for problem in problems {
             tracing::error!(%problem, "telemetry exporter not started");

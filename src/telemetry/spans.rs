@@ -139,7 +139,10 @@ impl ServerCall {
                 "rpc failed"
             );
         }
-        instruments().rpc_duration.record(
+        let Some(instruments) = instruments() else {
+            return;
+        };
+        instruments.rpc_duration.record(
             elapsed,
             &[
                 KeyValue::new("rpc.system", "grpc"),
@@ -160,14 +163,14 @@ pub(crate) fn record_merchant_uid(merchant_uid: &str) {
 }
 
 /// One HTTP attempt to PortOne: its CLIENT span and duration metric.
-pub(crate) struct ClientAttempt {
+pub(crate) struct ClientAttempt<'a> {
     span: Span,
     started: Instant,
     method: &'static str,
-    host: String,
+    host: &'a str,
 }
 
-impl ClientAttempt {
+impl<'a> ClientAttempt<'a> {
     /// Starts the span; `route` names the endpoint without ids
     /// (`/payments/prepare/{merchant_uid}`). `url` carries no query, so no
     /// secret can be in it.
@@ -175,9 +178,9 @@ impl ClientAttempt {
         method: &'static str,
         route: &'static str,
         url: &str,
-        host: &str,
+        host: &'a str,
         port: u16,
-    ) -> ClientAttempt {
+    ) -> ClientAttempt<'a> {
         let span = if tracing_enabled() {
             tracing::info_span!(
                 "http",
@@ -199,7 +202,7 @@ impl ClientAttempt {
             span,
             started: Instant::now(),
             method,
-            host: host.to_owned(),
+            host,
         }
     }
 
@@ -243,9 +246,12 @@ impl ClientAttempt {
     }
 
     fn record(self, status: Option<u16>, error_type: Option<&'static str>) {
+        let Some(instruments) = instruments() else {
+            return;
+        };
         let mut attributes = vec![
             KeyValue::new("http.request.method", self.method),
-            KeyValue::new("server.address", self.host),
+            KeyValue::new("server.address", self.host.to_owned()),
         ];
         if let Some(status) = status {
             attributes.push(KeyValue::new(
@@ -256,7 +262,7 @@ impl ClientAttempt {
         if let Some(error_type) = error_type {
             attributes.push(KeyValue::new("error.type", error_type));
         }
-        instruments()
+        instruments
             .http_duration
             .record(self.started.elapsed().as_secs_f64(), &attributes);
     }
