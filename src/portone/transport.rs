@@ -206,12 +206,11 @@ impl ClientInner {
                 });
                 Err(failure_from_transport(&error))
             }
-            Err(_) if deadline.is_expired() => {
-                attempt.failed("timeout");
-                Err(deadline_gone())
-            }
             Err(_) => {
                 attempt.failed("timeout");
+                if deadline.is_expired() {
+                    return Err(deadline_gone());
+                }
                 Err(Failure {
                     error: UpstreamError::without_answer(
                         UpstreamErrorKind::Timeout,
