@@ -25,7 +25,8 @@
 //! `BENCH_MEASURE_MS`, `BENCH_WARMUP_MS`, `BENCH_REPS`, `BENCH_CONCURRENCIES`
 //! (e.g. `1,32`; the targets then speak of c=32 if listed, else the largest).
 //! `BENCH_FACADE_ENV` (`NAME=value` pairs separated by spaces) is added to
-//! every facade process's environment.
+//! every facade process's environment. `BENCH_ONLY=tracing` runs only the
+//! tracing comparison (the other figures are then absent from the report).
 
 #[path = "facade/load.rs"]
 mod load;
@@ -80,6 +81,8 @@ struct Config {
     read_uids: u64,
     /// Longest wait for the tracing exporter to deliver before SIGTERM.
     flush_wait: Duration,
+    /// `BENCH_ONLY=tracing`: skip everything but the tracing comparison.
+    only_tracing: bool,
     out_dir: PathBuf,
 }
 
@@ -111,6 +114,7 @@ impl Config {
                 startup_reps: 1,
                 read_uids: 100,
                 flush_wait: Duration::from_secs(1),
+                only_tracing: false,
                 out_dir: PathBuf::new(),
             }
         } else {
@@ -129,6 +133,7 @@ impl Config {
                 startup_reps: 5,
                 read_uids: 1_000,
                 flush_wait: Duration::from_secs(8),
+                only_tracing: false,
                 out_dir: PathBuf::new(),
             }
         };
@@ -157,6 +162,7 @@ impl Config {
                 config.concurrencies = list;
             }
         }
+        config.only_tracing = env::var("BENCH_ONLY").is_ok_and(|only| only == "tracing");
         config.out_dir = out_dir();
         config
     }
@@ -298,7 +304,12 @@ async fn run(config: &Config, report: &mut Report, tally: &mut Tally) -> Result<
     prepare_read_uids(&direct, config.read_uids).await?;
 
     // Fresh facades: start-up time, idle RSS, the cold-token burst.
-    match startup(config, &sandbox).await {
+    let startup = if config.only_tracing {
+        Err(String::new())
+    } else {
+        startup(config, &sandbox).await
+    };
+    match startup {
         Ok(startup) => {
             let errors = startup.reps.iter().map(|r| r.cold_errors).sum();
             tally.case(
@@ -308,6 +319,7 @@ async fn run(config: &Config, report: &mut Report, tally: &mut Tally) -> Result<
             );
             report.startup = Some(startup);
         }
+        Err(error) if config.only_tracing && error.is_empty() => {}
         Err(error) => tally.broken("startup + cold token", error),
     }
 
@@ -342,7 +354,8 @@ async fn run(config: &Config, report: &mut Report, tally: &mut Tally) -> Result<
         ("direct", &direct, on_direct),
         ("facade", &facade, on_facade),
     ];
-    for rep in 0..config.reps {
+    let loop_reps = if config.only_tracing { 0 } else { config.reps };
+    for rep in 0..loop_reps {
         for (op_index, &op) in ops.iter().enumerate() {
             for (c_index, &concurrency) in config.concurrencies.iter().enumerate() {
                 for path_index in [rep % 2, (rep + 1) % 2] {
@@ -391,7 +404,7 @@ async fn run(config: &Config, report: &mut Report, tally: &mut Tally) -> Result<
         .map_or(0.0, |c| c.median.rps);
     let rates = OPEN_LOOP_SHARES.map(|share| (reference_rps * share).max(50.0));
     let mut open: Vec<[Vec<Rep>; 2]> = rates.iter().map(|_| [Vec::new(), Vec::new()]).collect();
-    for rep in 0..config.reps {
+    for rep in 0..loop_reps {
         for (rate_index, &rate) in rates.iter().enumerate() {
             for index in [rep % 2, (rep + 1) % 2] {
                 let (path, target, observed) = &paths[index];
@@ -414,7 +427,11 @@ async fn run(config: &Config, report: &mut Report, tally: &mut Tally) -> Result<
         }
     }
     for (rate_index, by_path) in open.into_iter().enumerate() {
-        for (index, reps) in by_path.into_iter().enumerate() {
+        for (index, reps) in by_path
+            .into_iter()
+            .enumerate()
+            .filter(|(_, r)| !r.is_empty())
+        {
             let rate = rates[rate_index];
             let mut case = case("open", Op::Read, paths[index].0, None, Some(rate), reps);
             case.rate_share = Some(OPEN_LOOP_SHARES[rate_index]);
@@ -437,6 +454,9 @@ async fn run(config: &Config, report: &mut Report, tally: &mut Tally) -> Result<
     drop(facade_proc);
 
     // Many calls in flight against a slow upstream.
+    if config.only_tracing {
+        return Ok(());
+    }
     match in_flight(config).await {
         Ok(in_flight) => {
             tally.case(
@@ -759,6 +779,14 @@ async fn tracing(
     );
     on_case.name = format!("{} (tracing on)", on_case.name);
     let ratio = (off_case.median.rps > 0.0).then(|| on_case.median.rps / off_case.median.rps);
+    let paired_ratios: Vec<f64> = off_case
+        .reps
+        .iter()
+        .zip(&on_case.reps)
+        .filter(|(off, _)| off.rps > 0.0)
+        .map(|(off, on)| on.rps / off.rps)
+        .collect();
+    let paired_ratio_median = (!paired_ratios.is_empty()).then(|| median(paired_ratios.clone()));
     println!(
         "bench: tracing on ÷ off = {}; the sink received {spans_received} spans for {calls_sent} calls",
         ratio.map_or_else(|| "?".to_owned(), |r| format!("{r:.3}"))
@@ -766,6 +794,8 @@ async fn tracing(
     Ok(Tracing {
         concurrency: config.reference,
         ratio,
+        paired_ratios,
+        paired_ratio_median,
         calls_sent,
         spans_before_shutdown,
         spans_received,

@@ -20,6 +20,7 @@ use hyper_util::{
     server::graceful::GracefulShutdown,
     service::TowerToHyperService,
 };
+use opentelemetry::trace::FutureExt as _;
 use tokio::{
     net::TcpListener,
     sync::{Notify, OwnedSemaphorePermit, Semaphore},
@@ -31,7 +32,6 @@ use tonic_health::{
     server::{HealthReporter, health_reporter},
 };
 use tower::Service;
-use tracing::Instrument;
 
 use crate::{
     api::{LinkApi, PrepareApi},
@@ -287,27 +287,28 @@ where
         // The clone that was polled ready handles this call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let span = call
-            .as_ref()
-            .map_or_else(tracing::Span::none, |call| call.span().clone());
+        let context = call.as_ref().and_then(ServerCall::context);
         let response = inner.call(request);
-        Box::pin(
-            async move {
-                let _guard = guard;
-                let response = match deadline.instant() {
-                    Some(at) => match tokio::time::timeout_at(at, response).await {
-                        Ok(response) => response,
-                        Err(_) => Ok(to_status(FacadeError::DeadlineExceeded).into_http()),
-                    },
-                    None => response.await,
-                };
-                if let (Some(call), Ok(response)) = (call, &response) {
-                    call.finish(grpc_status(response));
-                }
-                response
+        let answer = async move {
+            let _guard = guard;
+            let response = match deadline.instant() {
+                Some(at) => match tokio::time::timeout_at(at, response).await {
+                    Ok(response) => response,
+                    Err(_) => Ok(to_status(FacadeError::DeadlineExceeded).into_http()),
+                },
+                None => response.await,
+            };
+            if let (Some(call), Ok(response)) = (call, &response) {
+                call.finish(grpc_status(response));
             }
-            .instrument(span),
-        )
+            response
+        };
+        // The RPC's span is the current one while it runs, for the upstream
+        // spans and the log lines made on its behalf.
+        match context {
+            Some(context) => Box::pin(answer.with_context(context)),
+            None => Box::pin(answer),
+        }
     }
 }
 

@@ -187,12 +187,19 @@ pub struct InFlight {
     pub first_error: Option<String>,
 }
 
+/// Spans of one `GetPreparedPayment` with a warm token: SERVER and CLIENT.
+const SPANS_PER_READ: f64 = 2.0;
+
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Tracing {
     pub concurrency: usize,
     pub off: Option<Case>,
     pub on: Option<Case>,
     pub ratio: Option<f64>,
+    /// on ÷ off of each repetition, whose two runs were back to back: less
+    /// moved by the machine's drift than the ratio of the medians.
+    pub paired_ratios: Vec<f64>,
+    pub paired_ratio_median: Option<f64>,
     /// Calls answered by the facade with tracing on, warm-up included.
     pub calls_sent: u64,
     pub spans_before_shutdown: u64,
@@ -451,7 +458,14 @@ impl Report {
             let p99 = |case: &Option<Case>| case.as_ref().map(|c| c.median.p99_us);
             let _ = writeln!(md, "| req/s, tracing off | {} |", opt(rps(&t.off), 0));
             let _ = writeln!(md, "| req/s, tracing on | {} |", opt(rps(&t.on), 0));
-            let _ = writeln!(md, "| on ÷ off | {} |", opt(t.ratio, 3));
+            let _ = writeln!(md, "| on ÷ off (medians) | {} |", opt(t.ratio, 3));
+            let paired: Vec<String> = t.paired_ratios.iter().map(|r| format!("{r:.3}")).collect();
+            let _ = writeln!(
+                md,
+                "| on ÷ off of each repetition (back-to-back runs); median | {}; {} |",
+                paired.join(", "),
+                opt(t.paired_ratio_median, 3)
+            );
             let _ = writeln!(
                 md,
                 "| p99 µs off / on | {} / {} |",
@@ -488,6 +502,14 @@ impl Report {
                 "| trace / metric export requests | {} / {} |",
                 t.trace_exports, t.metric_exports
             );
+            if t.spans_per_call.is_some_and(|per_call| per_call < SPANS_PER_READ * 0.995) {
+                let _ = writeln!(
+                    md,
+                    "\n**Spans were dropped**: {} per call where each call makes {SPANS_PER_READ}; \
+                     the facade skipped exporting the rest, so \"tracing on\" is flattered.",
+                    opt(t.spans_per_call, 2)
+                );
+            }
             if t.spans_received == 0 {
                 md.push_str(
                     "\n**The sink received no spans**: the facade exported nothing with \

@@ -6,7 +6,6 @@ use std::{sync::Arc, time::Duration};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, header};
 use opentelemetry::KeyValue;
-use tracing::Instrument;
 
 use super::{
     ClientInner,
@@ -190,9 +189,7 @@ impl ClientInner {
             let body = response.bytes().await?;
             Ok::<_, reqwest::Error>((status, body, headers))
         };
-        let outcome = tokio::time::timeout(limit, exchange)
-            .instrument(attempt.span().clone())
-            .await;
+        let outcome = tokio::time::timeout(limit, exchange).await;
         match outcome {
             Ok(Ok(answer)) => {
                 attempt.answered(answer.0, || portone_code(answer.0, &answer.1));

@@ -1,34 +1,21 @@
 //! JSON log lines that carry the OpenTelemetry `trace_id` and `span_id` of
-//! the span they were written in, so logs and traces join.
+//! the span current where they were written, so logs and traces join.
 
-use std::{fmt, io::Write, sync::OnceLock, time::SystemTime};
+use std::{fmt, io::Write, time::SystemTime};
 
 use opentelemetry::trace::TraceContextExt;
 use serde_json::{Map, Value};
 use tracing::{
     Event, Subscriber,
-    dispatcher::WeakDispatch,
     field::{Field, Visit},
 };
-use tracing_subscriber::{Layer, layer::Context, registry::LookupSpan};
+use tracing_subscriber::{Layer, layer::Context};
 
 /// Writes one JSON object per event to stdout.
-#[derive(Default)]
-pub(super) struct JsonLines {
-    /// The dispatcher this layer is part of, to ask the OpenTelemetry layer
-    /// for a span's context (a nested `get_default` would see none).
-    dispatch: OnceLock<WeakDispatch>,
-}
+pub(super) struct JsonLines;
 
-impl<S> Layer<S> for JsonLines
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-{
-    fn on_register_dispatch(&self, subscriber: &tracing::Dispatch) {
-        let _ = self.dispatch.set(subscriber.downgrade());
-    }
-
-    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+impl<S: Subscriber> Layer<S> for JsonLines {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
         let metadata = event.metadata();
         let mut line = Map::new();
         line.insert(
@@ -38,21 +25,18 @@ where
         line.insert("level".into(), Value::String(metadata.level().to_string()));
         line.insert("target".into(), Value::String(metadata.target().to_owned()));
         event.record(&mut Fields(&mut line));
-        if let Some(span) = ctx.event_span(event)
-            && let Some(dispatch) = self.dispatch.get().and_then(WeakDispatch::upgrade)
-            && let Some(context) = tracing_opentelemetry::get_otel_context(&span.id(), &dispatch)
-        {
-            let span_context = context.span().span_context().clone();
-            if span_context.is_valid() {
-                line.insert(
-                    "trace_id".into(),
-                    Value::String(span_context.trace_id().to_string()),
-                );
-                line.insert(
-                    "span_id".into(),
-                    Value::String(span_context.span_id().to_string()),
-                );
-            }
+        // The OpenTelemetry context current on this thread: the RPC's span
+        // while a call is polled, a `tracing` span's while one is entered.
+        let ids = opentelemetry::Context::map_current(|cx| {
+            let span = cx.span();
+            let span_context = span.span_context();
+            span_context
+                .is_valid()
+                .then(|| (span_context.trace_id(), span_context.span_id()))
+        });
+        if let Some((trace_id, span_id)) = ids {
+            line.insert("trace_id".into(), Value::String(trace_id.to_string()));
+            line.insert("span_id".into(), Value::String(span_id.to_string()));
         }
         let mut text = Value::Object(line).to_string();
         text.push('\n');
