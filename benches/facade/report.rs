@@ -502,7 +502,9 @@ impl Report {
                 "| trace / metric export requests | {} / {} |",
                 t.trace_exports, t.metric_exports
             );
-            if t.spans_per_call.is_some_and(|per_call| per_call < SPANS_PER_READ * 0.995) {
+            if t.spans_per_call
+                .is_some_and(|per_call| per_call < SPANS_PER_READ * 0.995)
+            {
                 let _ = writeln!(
                     md,
                     "\n**Spans were dropped**: {} per call where each call makes {SPANS_PER_READ}; \

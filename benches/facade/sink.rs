@@ -31,7 +31,7 @@ use opentelemetry_proto::tonic::collector::{
     },
     trace::v1::ExportTraceServiceResponse,
 };
-use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use tokio::{net::TcpListener, sync::oneshot};
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status, body::Body, server::NamedService};
 
@@ -93,8 +93,9 @@ struct ScopeSpanCount {
 
 #[derive(Clone, PartialEq, prost::Message)]
 struct SpanName {
-    #[prost(string, tag = "5")]
-    name: String,
+    /// A `string` on the wire, read as bytes: no UTF-8 check, no copy.
+    #[prost(bytes = "bytes", tag = "5")]
+    name: bytes::Bytes,
 }
 
 #[derive(Clone)]
@@ -107,14 +108,33 @@ impl tonic::server::UnaryService<SpanCount> for Traces {
     fn call(&mut self, request: Request<SpanCount>) -> Self::Future {
         let counts = &self.0;
         counts.trace_exports.fetch_add(1, Ordering::Relaxed);
+        // Names counted here first, then merged under the lock once.
+        let mut by_name: Vec<(&[u8], u64)> = Vec::new();
         for resource in &request.get_ref().resource_spans {
             for scope in &resource.scope_spans {
                 counts
                     .spans
                     .fetch_add(scope.spans.len() as u64, Ordering::Relaxed);
                 for span in &scope.spans {
-                    remember(&counts.span_names, &span.name);
+                    let name = &span.name[..];
+                    if let Some((_, count)) = by_name.iter_mut().find(|(seen, _)| *seen == name) {
+                        *count += 1;
+                    } else if by_name.len() < MAX_NAMES {
+                        by_name.push((name, 1));
+                    }
                 }
+            }
+        }
+        let mut names = counts
+            .span_names
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for (name, count) in by_name {
+            let name = String::from_utf8_lossy(name);
+            if let Some(total) = names.get_mut(name.as_ref()) {
+                *total += count;
+            } else if names.len() < MAX_NAMES {
+                names.insert(name.into_owned(), count);
             }
         }
         ready(Ok(Response::new(ExportTraceServiceResponse {
@@ -185,52 +205,73 @@ impl MetricsService for Metrics {
 }
 
 /// A running sink; stops when dropped.
+///
+/// It serves from a thread and runtime of its own: on the bench's runtime,
+/// taking in an export held a load-generator worker and stalled the calls
+/// queued behind it, which a real collector, elsewhere, would not do.
 pub struct Sink {
     pub addr: SocketAddr,
     pub counts: Arc<Counts>,
     stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<()>,
 }
 
 impl Sink {
     /// Listens on an ephemeral loopback port.
     pub async fn start() -> Result<Sink, String> {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")
             .map_err(|error| format!("OTLP sink: cannot listen: {error}"))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|error| format!("OTLP sink: {error}"))?;
         let addr = listener
             .local_addr()
             .map_err(|error| format!("OTLP sink: {error}"))?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|error| format!("OTLP sink: runtime: {error}"))?;
         let counts = Arc::new(Counts::default());
         let (stop, stopped) = oneshot::channel::<()>();
-        let server = tonic::transport::Server::builder()
-            .add_service(TraceServer(Traces(Arc::clone(&counts))))
-            .add_service(
-                MetricsServiceServer::new(Metrics(Arc::clone(&counts)))
-                    .max_decoding_message_size(MAX_MESSAGE),
-            )
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
-                let _ = stopped.await;
-            });
-        let task = tokio::spawn(async move {
-            if let Err(error) = server.await {
-                eprintln!("OTLP sink stopped: {error}");
-            }
-        });
+        let server_counts = Arc::clone(&counts);
+        std::thread::Builder::new()
+            .name("otlp-sink".to_owned())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let listener = match TcpListener::from_std(listener) {
+                        Ok(listener) => listener,
+                        Err(error) => {
+                            eprintln!("OTLP sink: {error}");
+                            return;
+                        }
+                    };
+                    let server = tonic::transport::Server::builder()
+                        .add_service(TraceServer(Traces(Arc::clone(&server_counts))))
+                        .add_service(
+                            MetricsServiceServer::new(Metrics(server_counts))
+                                .max_decoding_message_size(MAX_MESSAGE),
+                        )
+                        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                            let _ = stopped.await;
+                        });
+                    if let Err(error) = server.await {
+                        eprintln!("OTLP sink stopped: {error}");
+                    }
+                });
+            })
+            .map_err(|error| format!("OTLP sink: thread: {error}"))?;
         Ok(Sink {
             addr,
             counts,
             stop: Some(stop),
-            task,
         })
     }
 }
 
 impl Drop for Sink {
     fn drop(&mut self) {
+        // The thread ends once open connections close; it is not waited for.
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        self.task.abort();
     }
 }
