@@ -304,23 +304,19 @@ async fn run(config: &Config, report: &mut Report, tally: &mut Tally) -> Result<
     prepare_read_uids(&direct, config.read_uids).await?;
 
     // Fresh facades: start-up time, idle RSS, the cold-token burst.
-    let startup = if config.only_tracing {
-        Err(String::new())
-    } else {
-        startup(config, &sandbox).await
-    };
-    match startup {
-        Ok(startup) => {
-            let errors = startup.reps.iter().map(|r| r.cold_errors).sum();
-            tally.case(
-                "startup + cold token",
-                errors,
-                startup.first_error.as_deref(),
-            );
-            report.startup = Some(startup);
+    if !config.only_tracing {
+        match startup(config, &sandbox).await {
+            Ok(startup) => {
+                let errors = startup.reps.iter().map(|r| r.cold_errors).sum();
+                tally.case(
+                    "startup + cold token",
+                    errors,
+                    startup.first_error.as_deref(),
+                );
+                report.startup = Some(startup);
+            }
+            Err(error) => tally.broken("startup + cold token", error),
         }
-        Err(error) if config.only_tracing && error.is_empty() => {}
-        Err(error) => tally.broken("startup + cold token", error),
     }
 
     // The facade for the closed and open loops.
@@ -695,7 +691,7 @@ async fn tracing(config: &Config, sandbox: &SandboxProc, ticks: f64) -> Result<T
         otel_proc.pid(),
         sink.addr
     );
-    let facade = &Arc::new(Target::Facade(
+    let plain = Arc::new(Target::Facade(
         Facade::connect(plain_proc.addr, config.connections).await?,
     ));
     let traced = Arc::new(Target::Facade(
@@ -723,7 +719,7 @@ async fn tracing(config: &Config, sandbox: &SandboxProc, ticks: f64) -> Result<T
             let (target, observed, label) = if traced_now {
                 (&traced, on_traced, "tracing on")
             } else {
-                (facade, on_facade, "tracing off")
+                (&plain, on_facade, "tracing off")
             };
             let run = closed_loop(target, shape, config.reference, observed).await;
             if traced_now {
@@ -744,6 +740,7 @@ async fn tracing(config: &Config, sandbox: &SandboxProc, ticks: f64) -> Result<T
             }
         }
     }
+    drop(plain);
     drop(traced);
     // Give the batch exporter its scheduled delay, then SIGTERM (which should
     // flush what is left).

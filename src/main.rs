@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 /// jemalloc rather than glibc's malloc: spans are allocated on the serving
 /// threads and freed on the span exporter's (and the exporter's messages the
 /// other way), which glibc pays for in arena locks and page faults. In the
-/// benchmark it took tracing on ÷ off from about 0.8 to about 0.85–0.9; idle
+/// benchmark it took tracing on ÷ off from about 0.8 to about 0.85; idle
 /// RSS rose by 1 MiB.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

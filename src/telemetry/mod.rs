@@ -90,9 +90,12 @@ impl Telemetry {
         // The per-call spans are made with the SDK (see `spans`); this layer
         // exports the few `tracing` spans of our own (the token fetch),
         // whatever RUST_LOG says.
-        let otel_layer = tracer_provider.as_ref().map(|provider| {
+        let tracer = tracer_provider
+            .as_ref()
+            .map(|provider| provider.tracer("portone-facade"));
+        let otel_layer = tracer.clone().map(|tracer| {
             tracing_opentelemetry::layer()
-                .with_tracer(provider.tracer("portone-facade"))
+                .with_tracer(tracer)
                 .with_tracked_inactivity(false)
                 .with_threads(false)
                 .with_location(false)
@@ -106,8 +109,8 @@ impl Telemetry {
         {
             eprintln!("portone-facade: logging was already set up");
         }
-        if let Some(provider) = &tracer_provider {
-            spans::install_tracer(provider.tracer("portone-facade"));
+        if let Some(tracer) = tracer {
+            spans::install_tracer(tracer);
         }
         if let Some(provider) = &meter_provider {
             global::set_meter_provider(provider.clone());
