@@ -83,6 +83,10 @@ struct Urls {
     /// Bases for the paths that carry an id.
     api_base: Url,
     link_base: Url,
+    /// Host and port of each base, for telemetry attributes: shared, not
+    /// copied per call.
+    api_host: (Arc<str>, u16),
+    link_host: (Arc<str>, u16),
 }
 
 impl Urls {
@@ -90,12 +94,22 @@ impl Urls {
         let parse = |text: String| {
             Url::parse(&text).map_err(|error| ClientBuildError::Url(text, error.to_string()))
         };
+        let host_of = |base: &Url| {
+            (
+                Arc::from(base.host_str().unwrap_or_default()),
+                base.port_or_known_default().unwrap_or(0),
+            )
+        };
+        let api_base = parse(api_url.to_owned())?;
+        let link_base = parse(link_api_url.to_owned())?;
         Ok(Urls {
             get_token: parse(format!("{api_url}/users/getToken"))?,
             prepare: parse(format!("{api_url}/payments/prepare"))?,
             create_link: parse(format!("{link_api_url}/api/supplements/v1/link/payment"))?,
-            api_base: parse(api_url.to_owned())?,
-            link_base: parse(link_api_url.to_owned())?,
+            api_host: host_of(&api_base),
+            link_host: host_of(&link_base),
+            api_base,
+            link_base,
         })
     }
 
@@ -152,7 +166,8 @@ impl PortOneClient {
         request: &PrepareRequest,
         deadline: Deadline,
     ) -> Result<Prepared, UpstreamError> {
-        self.write_prepared(Method::POST, request, deadline).await
+        self.write_prepared(Method::POST, "POST /payments/prepare", request, deadline)
+            .await
     }
 
     /// `PUT /payments/prepare`.
@@ -161,7 +176,8 @@ impl PortOneClient {
         request: &PrepareRequest,
         deadline: Deadline,
     ) -> Result<Prepared, UpstreamError> {
-        self.write_prepared(Method::PUT, request, deadline).await
+        self.write_prepared(Method::PUT, "PUT /payments/prepare", request, deadline)
+            .await
     }
 
     /// `GET /payments/prepare/{merchant_uid}`.
@@ -178,7 +194,7 @@ impl PortOneClient {
         let url = Urls::under(&inner.urls.api_base, &path);
         let call = Call {
             method: Method::GET,
-            route: "/payments/prepare/{merchant_uid}",
+            span_name: "GET /payments/prepare/{merchant_uid}",
             host: Host::Api,
             url,
             body: None,
@@ -192,6 +208,7 @@ impl PortOneClient {
     async fn write_prepared(
         &self,
         method: Method,
+        span_name: &'static str,
         request: &PrepareRequest,
         deadline: Deadline,
     ) -> Result<Prepared, UpstreamError> {
@@ -203,7 +220,7 @@ impl PortOneClient {
         };
         let call = Call {
             method,
-            route: "/payments/prepare",
+            span_name,
             host: Host::Api,
             url: inner.urls.prepare.clone(),
             body: Some((to_json(&body)?, inner.json.clone())),
@@ -233,7 +250,7 @@ impl PortOneClient {
         };
         let call = Call {
             method: Method::POST,
-            route: "/api/supplements/v1/link/payment",
+            span_name: "POST /api/supplements/v1/link/payment",
             host: Host::Link,
             url: inner.urls.create_link.clone(),
             body: Some((to_json(&body)?, inner.link_json.clone())),
@@ -266,7 +283,7 @@ impl PortOneClient {
         let inner = &self.inner;
         let call = Call {
             method: Method::PUT,
-            route: "/api/supplements/v1/link/payment/{link_id}",
+            span_name: "PUT /api/supplements/v1/link/payment/{link_id}",
             host: Host::Link,
             url: Urls::under(
                 &inner.urls.link_base,
@@ -312,15 +329,12 @@ impl ClientInner {
     }
 
     /// `(server.address, server.port)` of a host, for spans and metrics.
-    pub(crate) fn host(&self, host: Host) -> (&str, u16) {
-        let base = match host {
-            Host::Api => &self.urls.api_base,
-            Host::Link => &self.urls.link_base,
+    pub(crate) fn host(&self, host: Host) -> (&Arc<str>, u16) {
+        let (name, port) = match host {
+            Host::Api => &self.urls.api_host,
+            Host::Link => &self.urls.link_host,
         };
-        (
-            base.host_str().unwrap_or_default(),
-            base.port_or_known_default().unwrap_or(0),
-        )
+        (name, *port)
     }
 
     /// `POST /users/getToken`, with its own deadline so that no single
@@ -335,7 +349,7 @@ impl ClientInner {
         };
         let call = Call {
             method: Method::POST,
-            route: "/users/getToken",
+            span_name: "POST /users/getToken",
             host: Host::Api,
             url: self.urls.get_token.clone(),
             body: Some((to_json(&body)?, self.json.clone())),

@@ -55,8 +55,9 @@ pub(crate) enum Audience {
 /// One REST call to make.
 pub(crate) struct Call {
     pub method: Method,
-    /// The endpoint without ids, for span names.
-    pub route: &'static str,
+    /// The span name: the method and the endpoint without ids
+    /// (`GET /payments/prepare/{merchant_uid}`).
+    pub span_name: &'static str,
     pub host: Host,
     pub url: reqwest::Url,
     pub body: Option<(Bytes, HeaderValue)>,
@@ -163,17 +164,15 @@ impl ClientInner {
         let (host, port) = self.host(call.host);
         let attempt = ClientAttempt::start(
             method_name(&call.method),
-            call.route,
+            call.span_name,
             call.url.as_str(),
             host,
             port,
         );
-        let mut headers = HeaderMap::new();
-        attempt.inject(&mut headers);
-        let mut request = self
-            .http
-            .request(call.method.clone(), call.url.clone())
-            .headers(headers);
+        let mut request = self.http.request(call.method.clone(), call.url.clone());
+        for (name, value) in attempt.trace_headers() {
+            request = request.header(name, value);
+        }
         if let Some(token) = token {
             request = request.header(header::AUTHORIZATION, token.authorization.clone());
         }

@@ -10,15 +10,19 @@
 //! the `tracing` span of a token fetch and the log lines all find it as
 //! their parent.
 
-use std::{borrow::Cow, sync::OnceLock, time::Instant};
+use std::{
+    borrow::Cow,
+    sync::{Arc, OnceLock},
+    time::Instant,
+};
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry::{
     Context, KeyValue,
     propagation::TextMapPropagator,
-    trace::{Span as _, SpanKind, Status, TraceContextExt, Tracer as _},
+    trace::{Span as _, SpanContext, SpanKind, Status, TraceContextExt, TraceFlags, Tracer as _},
 };
-use opentelemetry_http::{HeaderExtractor, HeaderInjector};
+use opentelemetry_http::HeaderExtractor;
 use opentelemetry_sdk::{
     propagation::{BaggagePropagator, TraceContextPropagator},
     trace::{SdkTracer, Span},
@@ -68,28 +72,63 @@ fn code_name(code: i32) -> &'static str {
     }
 }
 
-/// `(rpc.service, rpc.method)` of a gRPC path, without allocating for ours.
-fn rpc_names(path: &str) -> (Cow<'static, str>, Cow<'static, str>) {
-    const PREPARE: &str = "portone.facade.v1.PaymentPrepareService";
-    const LINK: &str = "portone.facade.v1.PaymentLinkService";
-    let (service, method) = path
-        .trim_start_matches('/')
-        .split_once('/')
-        .unwrap_or((path, ""));
-    let service: Cow<'static, str> = match service {
-        PREPARE => Cow::Borrowed(PREPARE),
-        LINK => Cow::Borrowed(LINK),
-        other => Cow::Owned(other.to_owned()),
-    };
-    let method: Cow<'static, str> = match method {
-        "PreparePayment" => Cow::Borrowed("PreparePayment"),
-        "GetPreparedPayment" => Cow::Borrowed("GetPreparedPayment"),
-        "UpdatePreparedPayment" => Cow::Borrowed("UpdatePreparedPayment"),
-        "CreatePaymentLink" => Cow::Borrowed("CreatePaymentLink"),
-        "DisablePaymentLink" => Cow::Borrowed("DisablePaymentLink"),
-        other => Cow::Owned(other.to_owned()),
-    };
-    (service, method)
+/// Our own RPCs: `(path, rpc.service, rpc.method)`. Their span names and
+/// attributes are static strings, so that making and exporting a span
+/// copies no name.
+const OUR_RPCS: [(&str, &str, &str); 5] = [
+    (
+        "/portone.facade.v1.PaymentPrepareService/PreparePayment",
+        "portone.facade.v1.PaymentPrepareService",
+        "PreparePayment",
+    ),
+    (
+        "/portone.facade.v1.PaymentPrepareService/GetPreparedPayment",
+        "portone.facade.v1.PaymentPrepareService",
+        "GetPreparedPayment",
+    ),
+    (
+        "/portone.facade.v1.PaymentPrepareService/UpdatePreparedPayment",
+        "portone.facade.v1.PaymentPrepareService",
+        "UpdatePreparedPayment",
+    ),
+    (
+        "/portone.facade.v1.PaymentLinkService/CreatePaymentLink",
+        "portone.facade.v1.PaymentLinkService",
+        "CreatePaymentLink",
+    ),
+    (
+        "/portone.facade.v1.PaymentLinkService/DisablePaymentLink",
+        "portone.facade.v1.PaymentLinkService",
+        "DisablePaymentLink",
+    ),
+];
+
+/// The span name (`<service>/<method>`), `rpc.service` and `rpc.method` of
+/// a gRPC path.
+struct RpcNames {
+    span: Cow<'static, str>,
+    service: Cow<'static, str>,
+    method: Cow<'static, str>,
+}
+
+impl RpcNames {
+    fn of(path: &str) -> RpcNames {
+        if let Some((path, service, method)) = OUR_RPCS.iter().find(|(known, _, _)| *known == path)
+        {
+            return RpcNames {
+                span: Cow::Borrowed(&path[1..]),
+                service: Cow::Borrowed(service),
+                method: Cow::Borrowed(method),
+            };
+        }
+        let span = path.trim_start_matches('/');
+        let (service, method) = span.split_once('/').unwrap_or((span, ""));
+        RpcNames {
+            span: Cow::Owned(span.to_owned()),
+            service: Cow::Owned(service.to_owned()),
+            method: Cow::Owned(method.to_owned()),
+        }
+    }
 }
 
 /// The caller's W3C trace context and baggage, read from gRPC metadata.
@@ -118,7 +157,11 @@ impl ServerCall {
     /// Starts the span of the RPC in `request`, as a child of the caller's
     /// `traceparent`.
     pub(crate) fn start<B>(request: &http::Request<B>) -> ServerCall {
-        let (service, method) = rpc_names(request.uri().path());
+        let RpcNames {
+            span: span_name,
+            service,
+            method,
+        } = RpcNames::of(request.uri().path());
         let context = tracer().map(|tracer| {
             let parent = caller_context(request.headers());
             let authority = request.uri().authority();
@@ -135,7 +178,7 @@ impl ServerCall {
                 }
             }
             let span = tracer
-                .span_builder(format!("{service}/{method}"))
+                .span_builder(span_name)
                 .with_kind(SpanKind::Server)
                 .with_attributes(attributes)
                 .start_with_context(tracer, &parent);
@@ -216,31 +259,34 @@ pub(crate) struct ClientAttempt<'a> {
     span: Option<Span>,
     started: Instant,
     method: &'static str,
-    host: &'a str,
+    host: &'a Arc<str>,
 }
 
 impl<'a> ClientAttempt<'a> {
     /// Starts the span, a child of the current context (the RPC's span, or
-    /// the token fetch's); `route` names the endpoint without ids
-    /// (`/payments/prepare/{merchant_uid}`). `url` carries no query, so no
-    /// secret can be in it.
+    /// the token fetch's); `span_name` is the method and the endpoint without
+    /// ids (`GET /payments/prepare/{merchant_uid}`). `url` carries no query,
+    /// so no secret can be in it.
     pub(crate) fn start(
         method: &'static str,
-        route: &'static str,
+        span_name: &'static str,
         url: &str,
-        host: &'a str,
+        host: &'a Arc<str>,
         port: u16,
     ) -> ClientAttempt<'a> {
         let span = tracer().map(|tracer| {
-            let attributes = vec![
+            // Room for what `answered` or `failed` adds, so that it does
+            // not reallocate.
+            let mut attributes = Vec::with_capacity(8);
+            attributes.extend([
                 KeyValue::new("http.request.method", method),
                 KeyValue::new("url.full", url.to_owned()),
-                KeyValue::new("server.address", host.to_owned()),
+                KeyValue::new("server.address", Arc::clone(host)),
                 KeyValue::new("server.port", i64::from(port)),
-            ];
+            ]);
             Context::map_current(|parent| {
                 tracer
-                    .span_builder(format!("{method} {route}"))
+                    .span_builder(span_name)
                     .with_kind(SpanKind::Client)
                     .with_attributes(attributes)
                     .start_with_context(tracer, parent)
@@ -254,14 +300,26 @@ impl<'a> ClientAttempt<'a> {
         }
     }
 
-    /// Adds `traceparent` (and the caller's `tracestate`) for this attempt's
-    /// span. Baggage from the caller is not forwarded: PortOne is a third
-    /// party.
-    pub(crate) fn inject(&self, headers: &mut HeaderMap) {
-        if let Some(span) = &self.span {
-            let context = Context::new().with_remote_span_context(span.span_context().clone());
-            TraceContextPropagator::new().inject_context(&context, &mut HeaderInjector(headers));
-        }
+    /// The W3C headers to send with this attempt: `traceparent` for its
+    /// span, and the caller's `tracestate` when there was one. Baggage from
+    /// the caller is not forwarded: PortOne is a third party.
+    pub(crate) fn trace_headers(&self) -> impl Iterator<Item = (HeaderName, HeaderValue)> {
+        let span_context = self
+            .span
+            .as_ref()
+            .map(|span| span.span_context())
+            .filter(|span_context| span_context.is_valid());
+        let traceparent = span_context.and_then(|span_context| {
+            HeaderValue::from_bytes(&traceparent(span_context))
+                .ok()
+                .map(|value| (HeaderName::from_static("traceparent"), value))
+        });
+        let tracestate = span_context
+            .map(|span_context| span_context.trace_state().header())
+            .filter(|state| !state.is_empty())
+            .and_then(|state| HeaderValue::from_str(&state).ok())
+            .map(|value| (HeaderName::from_static("tracestate"), value));
+        traceparent.into_iter().chain(tracestate)
     }
 
     /// PortOne answered with `status`; `portone_code` reads its `code`, and
@@ -281,7 +339,10 @@ impl<'a> ClientAttempt<'a> {
             }
             span.end();
         }
-        self.record(Some(status), None);
+        self.record(KeyValue::new(
+            "http.response.status_code",
+            i64::from(status),
+        ));
     }
 
     /// No answer: `error_type` says why (`timeout`, `connect`, `transport`).
@@ -291,28 +352,97 @@ impl<'a> ClientAttempt<'a> {
             span.set_status(Status::error(""));
             span.end();
         }
-        self.record(None, Some(error_type));
+        self.record(KeyValue::new("error.type", error_type));
     }
 
-    fn record(self, status: Option<u16>, error_type: Option<&'static str>) {
+    /// Records the duration, by method, host and `outcome` (the status code,
+    /// or the error type when there was no answer).
+    fn record(self, outcome: KeyValue) {
         let Some(instruments) = instruments() else {
             return;
         };
-        let mut attributes = vec![
-            KeyValue::new("http.request.method", self.method),
-            KeyValue::new("server.address", self.host.to_owned()),
-        ];
-        if let Some(status) = status {
-            attributes.push(KeyValue::new(
-                "http.response.status_code",
-                i64::from(status),
-            ));
+        instruments.http_duration.record(
+            self.started.elapsed().as_secs_f64(),
+            &[
+                KeyValue::new("http.request.method", self.method),
+                KeyValue::new("server.address", Arc::clone(self.host)),
+                outcome,
+            ],
+        );
+    }
+}
+
+/// `traceparent` for `span_context`: version 00, trace id, span id, flags.
+fn traceparent(span_context: &SpanContext) -> [u8; 55] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut text = [b'-'; 55];
+    let mut write_hex = |at: usize, bytes: &[u8]| {
+        for (i, byte) in bytes.iter().enumerate() {
+            text[at + 2 * i] = HEX[usize::from(byte >> 4)];
+            text[at + 2 * i + 1] = HEX[usize::from(byte & 0x0f)];
         }
-        if let Some(error_type) = error_type {
-            attributes.push(KeyValue::new("error.type", error_type));
+    };
+    write_hex(0, &[0]);
+    write_hex(3, &span_context.trace_id().to_bytes());
+    write_hex(36, &span_context.span_id().to_bytes());
+    write_hex(
+        53,
+        &[(span_context.trace_flags() & TraceFlags::SAMPLED).to_u8()],
+    );
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use opentelemetry::trace::{SpanId, TraceId, TraceState};
+
+    use super::*;
+
+    fn span_context(flags: TraceFlags) -> SpanContext {
+        SpanContext::new(
+            TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
+            SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+            flags,
+            false,
+            TraceState::NONE,
+        )
+    }
+
+    #[test]
+    fn traceparent_is_written_as_the_w3c_propagator_writes_it() {
+        for flags in [TraceFlags::SAMPLED, TraceFlags::NOT_SAMPLED] {
+            let span_context = span_context(flags);
+            let mut headers = HashMap::new();
+            TraceContextPropagator::new().inject_context(
+                &Context::new().with_remote_span_context(span_context.clone()),
+                &mut headers,
+            );
+            assert_eq!(
+                std::str::from_utf8(&traceparent(&span_context)).unwrap(),
+                headers["traceparent"]
+            );
         }
-        instruments
-            .http_duration
-            .record(self.started.elapsed().as_secs_f64(), &attributes);
+    }
+
+    #[test]
+    fn our_rpcs_are_named_by_static_strings() {
+        let ours = RpcNames::of("/portone.facade.v1.PaymentLinkService/CreatePaymentLink");
+        assert!(matches!(ours.span, Cow::Borrowed(_)));
+        assert_eq!(
+            ours.span,
+            "portone.facade.v1.PaymentLinkService/CreatePaymentLink"
+        );
+        assert_eq!(ours.service, "portone.facade.v1.PaymentLinkService");
+        assert_eq!(ours.method, "CreatePaymentLink");
+    }
+
+    #[test]
+    fn an_unknown_method_is_named_from_its_path() {
+        let other = RpcNames::of("/portone.facade.v1.PaymentLinkService/Unknown");
+        assert_eq!(other.span, "portone.facade.v1.PaymentLinkService/Unknown");
+        assert_eq!(other.service, "portone.facade.v1.PaymentLinkService");
+        assert_eq!(other.method, "Unknown");
     }
 }
