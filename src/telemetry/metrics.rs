@@ -1,5 +1,6 @@
-//! The metric instruments. They bind to the global meter provider on first
-//! use (a no-op when no exporter is configured).
+//! The metric instruments. They are created on the global meter provider
+//! when a metric exporter starts; without one, none exist and nothing is
+//! recorded.
 
 use std::sync::{
     Arc, OnceLock,
@@ -29,15 +30,13 @@ pub(crate) struct Instruments {
     pub retries: Counter<u64>,
 }
 
+/// The instruments; set once when a metric exporter runs.
 static INSTRUMENTS: OnceLock<Instruments> = OnceLock::new();
 
-/// The instruments, created on first use; `None` when no metric exporter
-/// runs, so that callers do not even build the attributes.
-pub(crate) fn instruments() -> Option<&'static Instruments> {
-    if !super::metrics_enabled() {
-        return None;
-    }
-    Some(INSTRUMENTS.get_or_init(|| {
+/// Creates the instruments on the global meter provider (install the
+/// provider first); from then on they are recorded.
+pub(super) fn install_instruments() {
+    INSTRUMENTS.get_or_init(|| {
         let meter = global::meter("portone-facade");
         Instruments {
             rpc_duration: meter
@@ -61,7 +60,13 @@ pub(crate) fn instruments() -> Option<&'static Instruments> {
                 .with_description("Upstream attempts repeated after a transient failure or a 401")
                 .build(),
         }
-    }))
+    });
+}
+
+/// The instruments, when metrics are exported; `None` when not, so that
+/// callers do not even build the attributes.
+pub(crate) fn instruments() -> Option<&'static Instruments> {
+    INSTRUMENTS.get()
 }
 
 /// `rpc.server.active_requests`: RPCs in flight, read from the server's own

@@ -9,10 +9,7 @@ mod logs;
 mod metrics;
 mod spans;
 
-use std::{
-    sync::atomic::{AtomicBool, Ordering},
-    time::Duration,
-};
+use std::time::Duration;
 
 use opentelemetry::{KeyValue, global, trace::TracerProvider as _};
 use opentelemetry_sdk::{
@@ -35,13 +32,6 @@ use crate::config::LogFormat;
 /// Whether spans are exported; when not, none are created.
 pub(crate) fn tracing_enabled() -> bool {
     spans::tracer().is_some()
-}
-
-/// Whether metrics are exported; when not, nothing is recorded.
-static METRICS: AtomicBool = AtomicBool::new(false);
-
-pub(crate) fn metrics_enabled() -> bool {
-    METRICS.load(Ordering::Relaxed)
 }
 
 /// Longest wait for the exporters to flush at exit.
@@ -114,7 +104,7 @@ impl Telemetry {
         }
         if let Some(provider) = &meter_provider {
             global::set_meter_provider(provider.clone());
-            METRICS.store(true, Ordering::Relaxed);
+            metrics::install_instruments();
         }
         for problem in problems {
             tracing::error!(%problem, "telemetry exporter not started");
