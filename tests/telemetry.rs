@@ -412,3 +412,77 @@ async fn json_logs_carry_the_trace_and_span_ids() {
             .all(|line| line["span_id"].as_str().is_some_and(|id| id.len() == 16))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_headers_from_the_environment_reach_the_collector() {
+    let sandbox = Sandbox::start(Default::default()).await.unwrap();
+    let receiver = OtlpReceiver::start().await;
+    let process = facade(
+        &sandbox,
+        &receiver,
+        &[
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "x-api-key=k%3Dv 1,x-tenant=all",
+            ),
+            ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "x-tenant=payments"),
+        ],
+    );
+    PaymentPrepareServiceClient::new(channel(&process))
+        .prepare_payment(prepare("with-headers"))
+        .await
+        .unwrap();
+    receiver
+        .wait_for_spans(WAIT, |spans| !named(spans, PREPARE_SPAN).is_empty())
+        .await;
+    let headers = receiver.trace_export_headers();
+    assert!(
+        headers.contains(&("x-api-key".into(), "k=v 1".into())),
+        "{headers:?}"
+    );
+    assert!(
+        headers.contains(&("x-tenant".into(), "payments".into()))
+            && !headers.contains(&("x-tenant".into(), "all".into())),
+        "the traces variable overrides the general one: {headers:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_that_never_answers_delays_no_call_and_not_the_exit() {
+    let sandbox = Sandbox::start(Default::default()).await.unwrap();
+    // Accepts connections and never says a word.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut connections = Vec::new();
+        while let Ok((connection, _)) = silent.accept().await {
+            connections.push(connection);
+        }
+    });
+    let receiver = OtlpReceiver::start().await;
+    let endpoint = format!("http://{silent_addr}");
+    let mut process = facade(
+        &sandbox,
+        &receiver,
+        &[
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", endpoint.as_str()),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "1"),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "1"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "60000"),
+        ],
+    );
+    let mut client = PaymentPrepareServiceClient::new(channel(&process));
+    for n in 0..50 {
+        let mut request = Request::new(GetPreparedPaymentRequest {
+            merchant_uid: format!("unanswered-{n}"),
+        });
+        request.set_timeout(Duration::from_secs(2));
+        let status = client.get_prepared_payment(request).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
+    }
+    process.terminate();
+    // The flush at exit gives up after its bound instead of waiting for
+    // the 60 s export timeout.
+    assert_eq!(process.wait_exit(Duration::from_secs(20)).code(), Some(0));
+    held.abort();
+}

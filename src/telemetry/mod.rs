@@ -7,6 +7,8 @@
 
 mod logs;
 mod metrics;
+mod otlp_encode;
+mod span_batch;
 mod spans;
 
 use std::time::Duration;
@@ -16,7 +18,7 @@ use opentelemetry_sdk::{
     Resource,
     metrics::{PeriodicReader, SdkMeterProvider},
     resource::{EnvResourceDetector, TelemetryResourceDetector},
-    trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider},
+    trace::SdkTracerProvider,
 };
 use tracing_subscriber::{
     EnvFilter, Layer, filter::Targets, fmt, layer::SubscriberExt, registry::Registry,
@@ -164,10 +166,11 @@ fn resource() -> Resource {
     builder.build()
 }
 
-/// Spans the batch processor holds before it drops new ones, unless
-/// `OTEL_BSP_MAX_QUEUE_SIZE` says otherwise. The SDK's 2048 lasts about 50 ms
-/// at 20,000 RPC/s (two spans each): shorter than one export's round trip
-/// on a busy machine, and spans were dropped in the benchmark.
+/// Spans that may wait for export, in whole batches, before new ones are
+/// dropped, unless `OTEL_BSP_MAX_QUEUE_SIZE` says otherwise. The SDK's 2048
+/// lasts about 50 ms at 20,000 RPC/s (two spans each): shorter than one
+/// export's round trip on a busy machine, and spans were dropped in the
+/// benchmark.
 const DEFAULT_QUEUE_SPANS: usize = 16_384;
 /// Spans per export request, unless `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` says
 /// otherwise: about 650 KB, well under a collector's usual 4 MiB limit, in
@@ -177,23 +180,11 @@ const DEFAULT_EXPORT_BATCH_SPANS: usize = 2_048;
 /// Batch span export over OTLP/gRPC; endpoint, headers, timeout, sampler and
 /// batch settings come from the `OTEL_*` variables.
 fn tracer_provider(problems: &mut Vec<String>) -> Option<SdkTracerProvider> {
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_tonic()
-        .build()
-        .map_err(|error| problems.push(format!("traces: {error}")))
-        .ok()?;
-    // The builder's default reads the OTEL_BSP_* variables; only those that
-    // are unset get our defaults.
-    let mut batch = BatchConfigBuilder::default();
-    if !env_set("OTEL_BSP_MAX_QUEUE_SIZE") {
-        batch = batch.with_max_queue_size(DEFAULT_QUEUE_SPANS);
-    }
-    if !env_set("OTEL_BSP_MAX_EXPORT_BATCH_SIZE") {
-        batch = batch.with_max_export_batch_size(DEFAULT_EXPORT_BATCH_SPANS);
-    }
-    let processor = BatchSpanProcessor::builder(exporter)
-        .with_batch_config(batch.build())
-        .build();
+    let processor =
+        span_batch::ExportConfig::from_env(DEFAULT_EXPORT_BATCH_SPANS, DEFAULT_QUEUE_SPANS)
+            .and_then(span_batch::SpanBatcher::start)
+            .map_err(|error| problems.push(format!("traces: {error}")))
+            .ok()?;
     Some(
         SdkTracerProvider::builder()
             .with_resource(resource())

@@ -28,6 +28,7 @@ use tonic::{Request, Response, Status};
 struct Received {
     spans: Arc<Mutex<Vec<Span>>>,
     resource_attributes: Arc<Mutex<Vec<(String, String)>>>,
+    trace_export_headers: Arc<Mutex<Vec<(String, String)>>>,
     metric_names: Arc<Mutex<Vec<String>>>,
 }
 
@@ -37,6 +38,16 @@ impl TraceService for Received {
         &self,
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+        self.trace_export_headers.lock().unwrap().extend(
+            request
+                .metadata()
+                .clone()
+                .into_headers()
+                .iter()
+                .filter_map(|(name, value)| {
+                    Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+                }),
+        );
         for resource_spans in request.into_inner().resource_spans {
             if let Some(resource) = resource_spans.resource {
                 let mut attributes = self.resource_attributes.lock().unwrap();
@@ -138,6 +149,11 @@ impl OtlpReceiver {
 
     pub fn resource_attributes(&self) -> Vec<(String, String)> {
         self.received.resource_attributes.lock().unwrap().clone()
+    }
+
+    /// The headers of every trace export received.
+    pub fn trace_export_headers(&self) -> Vec<(String, String)> {
+        self.received.trace_export_headers.lock().unwrap().clone()
     }
 
     pub fn metric_names(&self) -> Vec<String> {
