@@ -486,3 +486,28 @@ async fn a_collector_that_never_answers_delays_no_call_and_not_the_exit() {
     assert_eq!(process.wait_exit(Duration::from_secs(20)).code(), Some(0));
     held.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn span_exports_refused_as_unavailable_are_retried_and_lose_no_span() {
+    let sandbox = Sandbox::start(Default::default()).await.unwrap();
+    let receiver = OtlpReceiver::start().await;
+    receiver.refuse_trace_exports(2);
+    let process = facade(&sandbox, &receiver, &[]);
+    PaymentPrepareServiceClient::new(channel(&process))
+        .prepare_payment(prepare("refused-then-taken"))
+        .await
+        .unwrap();
+    // Each span is in exactly one export, so a refused export that was not
+    // retried would leave one of these missing.
+    let expected = [
+        PREPARE_SPAN,
+        "POST /payments/prepare",
+        "PortOne getToken",
+        "POST /users/getToken",
+    ];
+    receiver
+        .wait_for_spans(WAIT, |spans| {
+            expected.iter().all(|name| !named(spans, name).is_empty())
+        })
+        .await;
+}

@@ -10,6 +10,8 @@
 //! encoded bytes go to the export task on the tokio runtime, which sends
 //! them to the collector one request at a time, and every scheduled delay
 //! sweeps the shards so that a quiet facade still exports within that delay.
+//! A refused export is retried as opentelemetry-otlp's recommended policy
+//! does, resending the same bytes.
 //!
 //! It honours the batch processor's `OTEL_BSP_*` variables and the OTLP
 //! exporter's endpoint, headers, timeout and insecure variables (see
@@ -418,31 +420,15 @@ impl Exporter {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner),
         );
-        let body = otlp_encode::request(
+        let body = Bytes::from(otlp_encode::request(
             &resource.0,
             resource.1.as_deref(),
             &batch.scope,
             &batch.spans,
-        );
+        ));
         drop(batch);
-        let mut request = tonic::Request::new(Bytes::from(body));
-        *request.metadata_mut() = self.metadata.clone();
-        request.set_timeout(self.timeout);
-        let grpc = &mut self.grpc;
-        let sent = tokio::time::timeout(self.timeout, async {
-            grpc.ready()
-                .await
-                .map_err(|error| Status::unavailable(error.to_string()))?;
-            grpc.unary(request, PathAndQuery::from_static(EXPORT_PATH), RawCodec)
-                .await
-        })
-        .await;
-        let outcome = match sent {
-            Ok(Ok(response)) => match response.into_inner() {
-                Some(rejected) => Err(rejected),
-                None => Ok(()),
-            },
-            Ok(Err(status)) => Err(format!("{}: {}", status.code(), status.message())),
+        let outcome = match tokio::time::timeout(self.timeout, self.send_with_retries(body)).await {
+            Ok(outcome) => outcome,
             Err(_) => Err(format!("no answer within {:?}", self.timeout)),
         };
         match outcome {
@@ -457,6 +443,81 @@ impl Exporter {
             }
             Err(_) => {}
         }
+    }
+
+    /// Sends `body`, retrying what the OTLP specification calls retryable
+    /// (as opentelemetry-otlp's recommended policy does: at most 3 retries,
+    /// 100 ms doubling to 1.6 s, plus up to 100 ms of jitter, or the delay
+    /// the collector asks for). The encoded bytes are sent again as they
+    /// are. The caller bounds the whole by the export timeout.
+    async fn send_with_retries(&mut self, body: Bytes) -> Result<(), String> {
+        let mut delay = RETRY_FIRST_DELAY;
+        for attempt in 0..=MAX_RETRIES {
+            let status = match self.send(body.clone()).await {
+                Ok(None) => return Ok(()),
+                Ok(Some(rejected)) => return Err(rejected),
+                Err(status) => status,
+            };
+            let Some(asked) = retry_delay(&status) else {
+                return Err(format!("{}: {}", status.code(), status.message()));
+            };
+            if attempt == MAX_RETRIES {
+                return Err(format!(
+                    "{}: {} (after {MAX_RETRIES} retries)",
+                    status.code(),
+                    status.message()
+                ));
+            }
+            let jitter = Duration::from_millis(fastrand::u64(0..=RETRY_MAX_JITTER_MS));
+            tokio::time::sleep(asked.unwrap_or(delay) + jitter).await;
+            delay = (delay * 2).min(RETRY_MAX_DELAY);
+        }
+        Ok(())
+    }
+
+    /// One export request; `Ok(Some(text))` when the collector rejected
+    /// part of it.
+    async fn send(&mut self, body: Bytes) -> Result<Option<String>, Status> {
+        let mut request = tonic::Request::new(body);
+        *request.metadata_mut() = self.metadata.clone();
+        request.set_timeout(self.timeout);
+        self.grpc
+            .ready()
+            .await
+            .map_err(|error| Status::unavailable(error.to_string()))?;
+        let response = self
+            .grpc
+            .unary(request, PathAndQuery::from_static(EXPORT_PATH), RawCodec)
+            .await?;
+        Ok(response.into_inner())
+    }
+}
+
+/// Retries after the first attempt.
+const MAX_RETRIES: u32 = 3;
+const RETRY_FIRST_DELAY: Duration = Duration::from_millis(100);
+const RETRY_MAX_DELAY: Duration = Duration::from_millis(1_600);
+const RETRY_MAX_JITTER_MS: u64 = 100;
+
+/// Whether an export that failed with `status` is worth another attempt
+/// (OTLP specification, "Failures"), and after the delay the collector
+/// asked for, if it did: `None` means give up.
+fn retry_delay(status: &Status) -> Option<Option<Duration>> {
+    use tonic::Code;
+    use tonic_types::StatusExt as _;
+    let asked = status
+        .get_details_retry_info()
+        .and_then(|info| info.retry_delay)
+        .filter(|delay| !delay.is_zero());
+    match status.code() {
+        Code::ResourceExhausted => asked.map(Some),
+        Code::Unavailable
+        | Code::Cancelled
+        | Code::DeadlineExceeded
+        | Code::Aborted
+        | Code::OutOfRange
+        | Code::DataLoss => Some(asked),
+        _ => None,
     }
 }
 

@@ -29,6 +29,8 @@ struct Received {
     spans: Arc<Mutex<Vec<Span>>>,
     resource_attributes: Arc<Mutex<Vec<(String, String)>>>,
     trace_export_headers: Arc<Mutex<Vec<(String, String)>>>,
+    /// Trace exports still to refuse with UNAVAILABLE.
+    trace_exports_to_refuse: Arc<Mutex<usize>>,
     metric_names: Arc<Mutex<Vec<String>>>,
 }
 
@@ -38,6 +40,13 @@ impl TraceService for Received {
         &self,
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+        {
+            let mut to_refuse = self.trace_exports_to_refuse.lock().unwrap();
+            if *to_refuse > 0 {
+                *to_refuse -= 1;
+                return Err(Status::unavailable("collector restarting"));
+            }
+        }
         self.trace_export_headers.lock().unwrap().extend(
             request
                 .metadata()
@@ -149,6 +158,11 @@ impl OtlpReceiver {
 
     pub fn resource_attributes(&self) -> Vec<(String, String)> {
         self.received.resource_attributes.lock().unwrap().clone()
+    }
+
+    /// Refuses the next `count` trace exports with UNAVAILABLE.
+    pub fn refuse_trace_exports(&self, count: usize) {
+        *self.received.trace_exports_to_refuse.lock().unwrap() = count;
     }
 
     /// The headers of every trace export received.
