@@ -47,11 +47,19 @@ pub struct Telemetry {
 
 /// `VAR` is set to something other than blank.
 fn env_set(name: &str) -> bool {
-    std::env::var(name).is_ok_and(|value| !value.trim().is_empty())
+    env_value(name).is_some()
 }
 
 fn env_is(name: &str, value: &str) -> bool {
-    std::env::var(name).is_ok_and(|v| v.trim().eq_ignore_ascii_case(value))
+    env_value(name).is_some_and(|v| v.eq_ignore_ascii_case(value))
+}
+
+/// `VAR`, trimmed, unless it is unset or blank.
+fn env_value(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .map(|value| value.trim().to_owned())
+        .filter(|value| !value.is_empty())
 }
 
 impl Telemetry {

@@ -29,12 +29,22 @@ const FIXED32: u8 = 5;
 const CONTEXT_HAS_IS_REMOTE: u32 = 0x100;
 const CONTEXT_IS_REMOTE: u32 = 0x200;
 
-fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+/// `value` as a protobuf varint: the bytes, and how many of them are used.
+fn varint(mut value: u64) -> ([u8; 10], usize) {
+    let mut bytes = [0u8; 10];
+    let mut used = 0;
     while value >= 0x80 {
-        out.push((value as u8) | 0x80);
+        bytes[used] = (value as u8) | 0x80;
         value >>= 7;
+        used += 1;
     }
-    out.push(value as u8);
+    bytes[used] = value as u8;
+    (bytes, used + 1)
+}
+
+fn put_varint(out: &mut Vec<u8>, value: u64) {
+    let (bytes, used) = varint(value);
+    out.extend_from_slice(&bytes[..used]);
 }
 
 fn put_tag(out: &mut Vec<u8>, field: u32, wire_type: u8) {
@@ -89,16 +99,8 @@ fn put_message(out: &mut Vec<u8>, field: u32, body: impl FnOnce(&mut Vec<u8>)) {
     if len < 0x80 {
         out[at] = len as u8;
     } else {
-        let mut prefix = [0u8; 10];
-        let mut used = 0;
-        let mut value = len as u64;
-        while value >= 0x80 {
-            prefix[used] = (value as u8) | 0x80;
-            value >>= 7;
-            used += 1;
-        }
-        prefix[used] = value as u8;
-        out.splice(at..=at, prefix[..=used].iter().copied());
+        let (prefix, used) = varint(len as u64);
+        out.splice(at..=at, prefix[..used].iter().copied());
     }
 }
 
@@ -185,6 +187,13 @@ fn kind_number(kind: &SpanKind) -> u64 {
     }
 }
 
+/// `flags` of a span or link: the W3C trace flags, and whether the span
+/// context (the parent's, for a span) is remote.
+fn span_flags(context: &SpanContext, remote: bool) -> u32 {
+    let remote = if remote { CONTEXT_IS_REMOTE } else { 0 };
+    u32::from(context.trace_flags().to_u8()) | CONTEXT_HAS_IS_REMOTE | remote
+}
+
 fn put_ids(out: &mut Vec<u8>, context: &SpanContext) {
     put_len(out, 1, &context.trace_id().to_bytes());
     put_len(out, 2, &context.span_id().to_bytes());
@@ -218,17 +227,10 @@ pub(super) fn put_span(out: &mut Vec<u8>, span: &SpanData) {
                 put_ids(out, &link.span_context);
                 put_attributes(out, 4, link.attributes.iter());
                 put_uint(out, 5, u64::from(link.dropped_attributes_count));
-                let remote = if link.span_context.is_remote() {
-                    CONTEXT_IS_REMOTE
-                } else {
-                    0
-                };
                 put_fixed32(
                     out,
                     6,
-                    u32::from(link.span_context.trace_flags().to_u8())
-                        | CONTEXT_HAS_IS_REMOTE
-                        | remote,
+                    span_flags(&link.span_context, link.span_context.is_remote()),
                 );
             });
         }
@@ -241,15 +243,10 @@ pub(super) fn put_span(out: &mut Vec<u8>, span: &SpanData) {
                 put_uint(out, 3, 2);
             }
         });
-        let remote = if span.parent_span_is_remote {
-            CONTEXT_IS_REMOTE
-        } else {
-            0
-        };
         put_fixed32(
             out,
             16,
-            u32::from(span.span_context.trace_flags().to_u8()) | CONTEXT_HAS_IS_REMOTE | remote,
+            span_flags(&span.span_context, span.parent_span_is_remote),
         );
     });
 }

@@ -42,18 +42,18 @@ use tonic::{
     transport::{Channel, Endpoint},
 };
 
-use super::otlp_encode;
+use super::{env_value, otlp_encode};
 
 /// The OTLP trace export method.
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
 /// Where, how and how much to export.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(super) struct ExportConfig {
     /// `http://host:port` (or `https://…`).
     pub endpoint: String,
     /// Sent with every export (e.g. an API key).
-    pub headers: Vec<(String, String)>,
+    pub headers: MetadataMap,
     /// Longest wait for one export.
     pub timeout: Duration,
     /// Longest a span waits before it is exported on a quiet facade.
@@ -68,20 +68,12 @@ pub(super) struct ExportConfig {
 /// `OTEL_EXPORTER_OTLP_TRACES_<NAME>`, else `OTEL_EXPORTER_OTLP_<NAME>`,
 /// when set to something other than blank.
 fn otlp_var(name: &str) -> Option<String> {
-    [
-        format!("OTEL_EXPORTER_OTLP_TRACES_{name}"),
-        format!("OTEL_EXPORTER_OTLP_{name}"),
-    ]
-    .iter()
-    .find_map(|variable| {
-        std::env::var(variable)
-            .ok()
-            .filter(|value| !value.trim().is_empty())
-    })
+    env_value(&format!("OTEL_EXPORTER_OTLP_TRACES_{name}"))
+        .or_else(|| env_value(&format!("OTEL_EXPORTER_OTLP_{name}")))
 }
 
 fn env_number(name: &str) -> Option<u64> {
-    std::env::var(name).ok()?.trim().parse().ok()
+    env_value(name)?.parse().ok()
 }
 
 /// `key=value,key2=value2`, values percent-decoded (the W3C baggage form the
@@ -109,8 +101,7 @@ impl ExportConfig {
             .split_once("://")
             .is_some_and(|(scheme, _)| !scheme.contains(['/', '?', '#']));
         if !has_scheme {
-            let insecure =
-                otlp_var("INSECURE").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+            let insecure = otlp_var("INSECURE").is_some_and(|v| v.eq_ignore_ascii_case("true"));
             endpoint = format!("{}://{endpoint}", if insecure { "http" } else { "https" });
         }
         if endpoint.starts_with("https://") {
@@ -119,27 +110,30 @@ impl ExportConfig {
             ));
         }
         if let Some(compression) = otlp_var("COMPRESSION")
-            && !compression.trim().eq_ignore_ascii_case("none")
+            && !compression.eq_ignore_ascii_case("none")
         {
             return Err(format!(
                 "OTEL_EXPORTER_OTLP_COMPRESSION={compression} is not supported by this build"
             ));
         }
-        let mut headers: Vec<(String, String)> = Vec::new();
+        // The traces variable comes second, so its entries replace the
+        // general ones of the same name.
+        let mut headers = MetadataMap::new();
         for variable in [
             "OTEL_EXPORTER_OTLP_HEADERS",
             "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
         ] {
-            if let Ok(text) = std::env::var(variable) {
-                for (key, value) in parse_headers(&text) {
-                    headers.retain(|(known, _)| !known.eq_ignore_ascii_case(&key));
-                    headers.push((key, value));
-                }
+            for (key, value) in parse_headers(&env_value(variable).unwrap_or_default()) {
+                let name = MetadataKey::from_bytes(key.to_ascii_lowercase().as_bytes())
+                    .map_err(|_| format!("invalid header name '{key}'"))?;
+                let value = MetadataValue::try_from(value.as_str())
+                    .map_err(|_| format!("invalid value for header '{key}'"))?;
+                headers.insert(name, value);
             }
         }
         let mut timeout = Duration::from_millis(
             otlp_var("TIMEOUT")
-                .and_then(|ms| ms.trim().parse().ok())
+                .and_then(|ms| ms.parse().ok())
                 .unwrap_or(10_000),
         );
         if let Some(ms) = env_number("OTEL_BSP_EXPORT_TIMEOUT") {
@@ -249,18 +243,11 @@ fn shard_index() -> usize {
 impl SpanBatcher {
     /// Starts the export task on the current tokio runtime.
     pub(super) fn start(config: ExportConfig) -> Result<SpanBatcher, String> {
+        // Each export, retries included, is bounded by the timeout in
+        // `Exporter::export`.
         let channel = Endpoint::from_shared(config.endpoint.clone())
             .map_err(|error| format!("invalid endpoint '{}': {error}", config.endpoint))?
-            .timeout(config.timeout)
             .connect_lazy();
-        let mut metadata = MetadataMap::new();
-        for (key, value) in &config.headers {
-            let key = MetadataKey::from_bytes(key.to_ascii_lowercase().as_bytes())
-                .map_err(|_| format!("invalid header name '{key}'"))?;
-            let value = MetadataValue::try_from(value.as_str())
-                .map_err(|_| format!("invalid value for header '{key}'"))?;
-            metadata.insert(key, value);
-        }
         let shard_count = std::thread::available_parallelism().map_or(4, |n| n.get() * 2);
         let shared = Arc::new(Shared {
             shards: (0..shard_count).map(|_| Mutex::default()).collect(),
@@ -273,7 +260,7 @@ impl SpanBatcher {
         let (control, control_receiver) = mpsc::unbounded_channel();
         let exporter = Exporter {
             grpc: tonic::client::Grpc::new(channel),
-            metadata,
+            metadata: config.headers,
             timeout: config.timeout,
             shared: Arc::clone(&shared),
             failing: false,
@@ -382,27 +369,28 @@ impl Exporter {
         loop {
             tokio::select! {
                 Some(batch) = batches.recv() => self.export(batch).await,
-                _ = tick.tick() => {
-                    for batch in self.shared.sweep() {
-                        self.export(batch).await;
-                    }
-                    self.report_dropped();
-                }
+                _ = tick.tick() => self.export_gathered().await,
                 command = control.recv() => match command {
                     Some(Control::Flush(done)) => {
                         while let Ok(batch) = batches.try_recv() {
                             self.export(batch).await;
                         }
-                        for batch in self.shared.sweep() {
-                            self.export(batch).await;
-                        }
-                        self.report_dropped();
+                        self.export_gathered().await;
                         let _ = done.send(());
                     }
                     None => break,
                 },
             }
         }
+    }
+
+    /// Exports what every shard has gathered so far, and says how many
+    /// spans were dropped since the last time.
+    async fn export_gathered(&mut self) {
+        for batch in self.shared.sweep() {
+            self.export(batch).await;
+        }
+        self.report_dropped();
     }
 
     fn report_dropped(&self) {
@@ -452,7 +440,8 @@ impl Exporter {
     /// are. The caller bounds the whole by the export timeout.
     async fn send_with_retries(&mut self, body: Bytes) -> Result<(), String> {
         let mut delay = RETRY_FIRST_DELAY;
-        for attempt in 0..=MAX_RETRIES {
+        let mut retries = 0;
+        loop {
             let status = match self.send(body.clone()).await {
                 Ok(None) => return Ok(()),
                 Ok(Some(rejected)) => return Err(rejected),
@@ -461,7 +450,7 @@ impl Exporter {
             let Some(asked) = retry_delay(&status) else {
                 return Err(format!("{}: {}", status.code(), status.message()));
             };
-            if attempt == MAX_RETRIES {
+            if retries == MAX_RETRIES {
                 return Err(format!(
                     "{}: {} (after {MAX_RETRIES} retries)",
                     status.code(),
@@ -471,8 +460,8 @@ impl Exporter {
             let jitter = Duration::from_millis(fastrand::u64(0..=RETRY_MAX_JITTER_MS));
             tokio::time::sleep(asked.unwrap_or(delay) + jitter).await;
             delay = (delay * 2).min(RETRY_MAX_DELAY);
+            retries += 1;
         }
-        Ok(())
     }
 
     /// One export request; `Ok(Some(text))` when the collector rejected
