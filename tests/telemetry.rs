@@ -5,11 +5,15 @@
 
 mod common;
 
-use std::{process::Command, time::Duration};
+use std::{
+    collections::BTreeMap,
+    process::Command,
+    time::{Duration, Instant},
+};
 
 use common::{
     link_request,
-    otlp::{OtlpReceiver, attribute, hex},
+    otlp::{Attributes, OtlpReceiver, attribute, hex},
     process::{FacadeProcess, binary},
 };
 use opentelemetry_proto::tonic::trace::v1::{Span, span::SpanKind, status::StatusCode};
@@ -270,6 +274,72 @@ async fn metrics_arrive_with_their_documented_names() {
             ],
         )
         .await;
+}
+
+/// `(key, value)` pairs, sorted as the receiver keeps them.
+fn pairs(pairs: &[(&str, &str)]) -> Attributes {
+    let mut pairs: Attributes = pairs
+        .iter()
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect();
+    pairs.sort();
+    pairs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durations_are_counted_by_method_and_outcome() {
+    let sandbox = Sandbox::start(Default::default()).await.unwrap();
+    let receiver = OtlpReceiver::start().await;
+    let process = facade(&sandbox, &receiver, &[]);
+    let mut client = PaymentPrepareServiceClient::new(channel(&process));
+    client.prepare_payment(prepare("counted")).await.unwrap();
+    for merchant_uid in ["counted", "counted", "counted", "never-prepared"] {
+        let _ = client
+            .get_prepared_payment(GetPreparedPaymentRequest {
+                merchant_uid: merchant_uid.into(),
+            })
+            .await;
+    }
+    let rpc = |method: &str, code: &str| {
+        pairs(&[
+            ("rpc.system", "grpc"),
+            ("rpc.service", "portone.facade.v1.PaymentPrepareService"),
+            ("rpc.method", method),
+            ("rpc.grpc.status_code", code),
+        ])
+    };
+    let http = |method: &str, outcome: &str| {
+        pairs(&[
+            ("http.request.method", method),
+            ("server.address", "127.0.0.1"),
+            ("http.response.status_code", outcome),
+        ])
+    };
+    let expected_rpcs = BTreeMap::from([
+        (rpc("PreparePayment", "0"), 1),
+        (rpc("GetPreparedPayment", "0"), 3),
+        (rpc("GetPreparedPayment", "5"), 1),
+    ]);
+    // getToken and the prepare are POSTs; the unknown id answers 404.
+    let expected_requests = BTreeMap::from([
+        (http("POST", "200"), 2),
+        (http("GET", "200"), 3),
+        (http("GET", "404"), 1),
+    ]);
+    let started = Instant::now();
+    loop {
+        let rpcs = receiver.histogram_counts("rpc.server.call.duration");
+        let requests = receiver.histogram_counts("http.client.request.duration");
+        if rpcs == expected_rpcs && requests == expected_requests {
+            break;
+        }
+        assert!(
+            started.elapsed() < WAIT,
+            "{rpcs:#?}\n{requests:#?}\n{:?}",
+            process.drain_logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -31,7 +31,7 @@ use crate::{
     ids::{LinkId, MerchantUid},
     money::Money,
     secret::Secret,
-    telemetry::{instruments, tracing_enabled},
+    telemetry::{UpstreamHost, instruments, tracing_enabled},
 };
 
 /// Everything except unreserved characters is escaped, so a `merchant_uid`
@@ -83,10 +83,10 @@ struct Urls {
     /// Bases for the paths that carry an id.
     api_base: Url,
     link_base: Url,
-    /// Host and port of each base, for telemetry attributes: shared, not
-    /// copied per call.
-    api_host: (Arc<str>, u16),
-    link_host: (Arc<str>, u16),
+    /// Host and port of each base, as telemetry names them: made once, not
+    /// per call.
+    api_host: UpstreamHost,
+    link_host: UpstreamHost,
 }
 
 impl Urls {
@@ -95,8 +95,8 @@ impl Urls {
             Url::parse(&text).map_err(|error| ClientBuildError::Url(text, error.to_string()))
         };
         let host_of = |base: &Url| {
-            (
-                Arc::from(base.host_str().unwrap_or_default()),
+            UpstreamHost::new(
+                base.host_str().unwrap_or_default(),
                 base.port_or_known_default().unwrap_or(0),
             )
         };
@@ -328,13 +328,12 @@ impl ClientInner {
         Box::pin(self.fetch_token().instrument(span))
     }
 
-    /// `(server.address, server.port)` of a host, for spans and metrics.
-    pub(crate) fn host(&self, host: Host) -> (&Arc<str>, u16) {
-        let (name, port) = match host {
+    /// A host as the spans and metrics of its requests name it.
+    pub(crate) fn host(&self, host: Host) -> &UpstreamHost {
+        match host {
             Host::Api => &self.urls.api_host,
             Host::Link => &self.urls.link_host,
-        };
-        (name, *port)
+        }
     }
 
     /// `POST /users/getToken`, with its own deadline so that no single

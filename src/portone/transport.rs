@@ -161,13 +161,11 @@ impl ClientInner {
         if limit.is_zero() {
             return Err(deadline_gone());
         }
-        let (host, port) = self.host(call.host);
         let attempt = ClientAttempt::start(
-            method_name(&call.method),
+            &call.method,
             call.span_name,
             call.url.as_str(),
-            host,
-            port,
+            self.host(call.host),
         );
         let mut request = self.http.request(call.method.clone(), call.url.clone());
         for (name, value) in attempt.trace_headers() {
@@ -219,15 +217,6 @@ impl ClientInner {
                 })
             }
         }
-    }
-}
-
-fn method_name(method: &Method) -> &'static str {
-    match *method {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        _ => "_OTHER",
     }
 }
 

@@ -8,8 +8,8 @@ use std::sync::{
 };
 
 use opentelemetry::{
-    global,
-    metrics::{Counter, Histogram, ObservableUpDownCounter},
+    KeyValue, global,
+    metrics::{BoundHistogram, Counter, Histogram, ObservableUpDownCounter},
 };
 
 /// Seconds; fine enough at the low end for a facade that adds microseconds.
@@ -18,10 +18,17 @@ const DURATION_BUCKETS: [f64; 15] = [
     10.0,
 ];
 
+/// gRPC status codes with a bound `rpc.server.call.duration` handle per RPC
+/// (0 to 16: all of them).
+pub(crate) const STATUS_CODES: usize = 17;
+
 /// Every instrument the facade records.
 pub(crate) struct Instruments {
     /// `rpc.server.call.duration`: by method and status code.
     pub rpc_duration: Histogram<f64>,
+    /// `rpc_duration` bound to each of our RPCs (by its index in the span
+    /// names' table) and status code, slot `rpc * STATUS_CODES + code`.
+    pub rpc_duration_bound: BoundSlots<{ super::spans::OUR_RPC_COUNT * STATUS_CODES }>,
     /// `http.client.request.duration`: by host, method and status.
     pub http_duration: Histogram<f64>,
     /// `portone.token.refreshes`: getToken calls made.
@@ -39,6 +46,7 @@ pub(super) fn install_instruments() {
     INSTRUMENTS.get_or_init(|| {
         let meter = global::meter("portone-facade");
         Instruments {
+            rpc_duration_bound: BoundSlots::new(),
             rpc_duration: meter
                 .f64_histogram("rpc.server.call.duration")
                 .with_unit("s")
@@ -67,6 +75,40 @@ pub(super) fn install_instruments() {
 /// callers do not even build the attributes.
 pub(crate) fn instruments() -> Option<&'static Instruments> {
     INSTRUMENTS.get()
+}
+
+/// Handles on one histogram, each bound on first use to the attribute set
+/// of its slot in a small fixed key space. A bound record skips what every
+/// other record pays: hashing its attributes and finding them in a map
+/// behind a shared lock (SDK 0.33, `experimental_metrics_bound_instruments`).
+pub(crate) struct BoundSlots<const N: usize> {
+    slots: [OnceLock<BoundHistogram<f64>>; N],
+}
+
+impl<const N: usize> BoundSlots<N> {
+    pub(crate) const fn new() -> BoundSlots<N> {
+        BoundSlots {
+            slots: [const { OnceLock::new() }; N],
+        }
+    }
+
+    /// Records `value` in `histogram` with `attributes`, through the handle of
+    /// `slot` (bound to `attributes` the first time); with no such slot, it
+    /// is recorded unbound.
+    pub(crate) fn record<const K: usize>(
+        &self,
+        histogram: &Histogram<f64>,
+        slot: Option<usize>,
+        value: f64,
+        attributes: impl FnOnce() -> [KeyValue; K],
+    ) {
+        match slot.and_then(|slot| self.slots.get(slot)) {
+            Some(bound) => bound
+                .get_or_init(|| histogram.bind(&attributes()))
+                .record(value),
+            None => histogram.record(value, &attributes()),
+        }
+    }
 }
 
 /// `rpc.server.active_requests`: RPCs in flight, read from the server's own

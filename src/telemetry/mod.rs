@@ -27,7 +27,7 @@ use tracing_subscriber::{
 
 pub(crate) use self::{
     metrics::{ActiveRequestsGauge, instruments},
-    spans::{ClientAttempt, ServerCall, record_merchant_uid},
+    spans::{ClientAttempt, ServerCall, UpstreamHost, record_merchant_uid},
 };
 use crate::config::LogFormat;
 

@@ -16,7 +16,7 @@ use std::{
     time::Instant,
 };
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use opentelemetry::{
     Context, KeyValue,
     propagation::TextMapPropagator,
@@ -28,7 +28,10 @@ use opentelemetry_sdk::{
     trace::{SdkTracer, Span},
 };
 
-use super::instruments;
+use super::{
+    instruments,
+    metrics::{BoundSlots, STATUS_CODES},
+};
 
 /// The tracer of our own spans; set once when a trace exporter runs.
 static TRACER: OnceLock<SdkTracer> = OnceLock::new();
@@ -72,10 +75,13 @@ fn code_name(code: i32) -> &'static str {
     }
 }
 
+/// How many RPCs the facade serves.
+pub(super) const OUR_RPC_COUNT: usize = 5;
+
 /// Our own RPCs: `(path, rpc.service, rpc.method)`. Their span names and
 /// attributes are static strings, so that making and exporting a span
 /// copies no name.
-const OUR_RPCS: [(&str, &str, &str); 5] = [
+const OUR_RPCS: [(&str, &str, &str); OUR_RPC_COUNT] = [
     (
         "/portone.facade.v1.PaymentPrepareService/PreparePayment",
         "portone.facade.v1.PaymentPrepareService",
@@ -104,21 +110,26 @@ const OUR_RPCS: [(&str, &str, &str); 5] = [
 ];
 
 /// The span name (`<service>/<method>`), `rpc.service` and `rpc.method` of
-/// a gRPC path.
+/// a gRPC path, and its index in [`OUR_RPCS`] when it is ours.
 struct RpcNames {
     span: Cow<'static, str>,
     service: Cow<'static, str>,
     method: Cow<'static, str>,
+    ours: Option<usize>,
 }
 
 impl RpcNames {
     fn of(path: &str) -> RpcNames {
-        if let Some((path, service, method)) = OUR_RPCS.iter().find(|(known, _, _)| *known == path)
+        if let Some((index, (path, service, method))) = OUR_RPCS
+            .iter()
+            .enumerate()
+            .find(|(_, (known, _, _))| *known == path)
         {
             return RpcNames {
                 span: Cow::Borrowed(&path[1..]),
                 service: Cow::Borrowed(service),
                 method: Cow::Borrowed(method),
+                ours: Some(index),
             };
         }
         let span = path.trim_start_matches('/');
@@ -127,6 +138,7 @@ impl RpcNames {
             span: Cow::Owned(span.to_owned()),
             service: Cow::Owned(service.to_owned()),
             method: Cow::Owned(method.to_owned()),
+            ours: None,
         }
     }
 }
@@ -151,6 +163,8 @@ pub(crate) struct ServerCall {
     started: Instant,
     service: Cow<'static, str>,
     method: Cow<'static, str>,
+    /// Index in [`OUR_RPCS`].
+    ours: Option<usize>,
 }
 
 impl ServerCall {
@@ -161,6 +175,7 @@ impl ServerCall {
             span: span_name,
             service,
             method,
+            ours,
         } = RpcNames::of(request.uri().path());
         let context = tracer().map(|tracer| {
             let parent = caller_context(request.headers());
@@ -189,6 +204,7 @@ impl ServerCall {
             started: Instant::now(),
             service,
             method,
+            ours,
         }
     }
 
@@ -229,15 +245,21 @@ impl ServerCall {
         let Some(instruments) = instruments() else {
             return;
         };
-        instruments.rpc_duration.record(
-            elapsed,
-            &[
-                KeyValue::new("rpc.system", "grpc"),
-                KeyValue::new("rpc.service", self.service),
-                KeyValue::new("rpc.method", self.method),
-                KeyValue::new("rpc.grpc.status_code", i64::from(grpc_status)),
-            ],
-        );
+        let slot = self
+            .ours
+            .zip(usize::try_from(grpc_status).ok())
+            .and_then(|(rpc, code)| (code < STATUS_CODES).then_some(rpc * STATUS_CODES + code));
+        let (service, method) = (self.service, self.method);
+        instruments
+            .rpc_duration_bound
+            .record(&instruments.rpc_duration, slot, elapsed, || {
+                [
+                    KeyValue::new("rpc.system", "grpc"),
+                    KeyValue::new("rpc.service", service),
+                    KeyValue::new("rpc.method", method),
+                    KeyValue::new("rpc.grpc.status_code", i64::from(grpc_status)),
+                ]
+            });
     }
 }
 
@@ -254,12 +276,43 @@ pub(crate) fn record_merchant_uid(merchant_uid: &str) {
     }
 }
 
+/// HTTP methods by their `http.request.method` name; any other is `_OTHER`.
+const HTTP_METHODS: [(Method, &str); 3] = [
+    (Method::GET, "GET"),
+    (Method::POST, "POST"),
+    (Method::PUT, "PUT"),
+];
+
+/// An upstream host as the spans and metrics of its requests name it. Made
+/// once per host, so that no request copies its name, and so that the
+/// duration of its 200 answers (nearly all of them) is recorded through
+/// handles bound once per method.
+pub(crate) struct UpstreamHost {
+    name: Arc<str>,
+    port: u16,
+    /// `http.client.request.duration` for a 200 answer, by the index of the
+    /// method in [`HTTP_METHODS`].
+    answered_ok: BoundSlots<{ HTTP_METHODS.len() }>,
+}
+
+impl UpstreamHost {
+    pub(crate) fn new(name: &str, port: u16) -> UpstreamHost {
+        UpstreamHost {
+            name: Arc::from(name),
+            port,
+            answered_ok: BoundSlots::new(),
+        }
+    }
+}
+
 /// One HTTP attempt to PortOne: its CLIENT span and duration metric.
 pub(crate) struct ClientAttempt<'a> {
     span: Option<Span>,
     started: Instant,
     method: &'static str,
-    host: &'a Arc<str>,
+    /// Index of the method in [`HTTP_METHODS`].
+    known_method: Option<usize>,
+    host: &'a UpstreamHost,
 }
 
 impl<'a> ClientAttempt<'a> {
@@ -268,12 +321,13 @@ impl<'a> ClientAttempt<'a> {
     /// ids (`GET /payments/prepare/{merchant_uid}`). `url` carries no query,
     /// so no secret can be in it.
     pub(crate) fn start(
-        method: &'static str,
+        method: &Method,
         span_name: &'static str,
         url: &str,
-        host: &'a Arc<str>,
-        port: u16,
+        host: &'a UpstreamHost,
     ) -> ClientAttempt<'a> {
+        let known_method = HTTP_METHODS.iter().position(|(known, _)| known == method);
+        let method = known_method.map_or("_OTHER", |index| HTTP_METHODS[index].1);
         let span = tracer().map(|tracer| {
             // Room for what `answered` or `failed` adds, so that it does
             // not reallocate.
@@ -281,8 +335,8 @@ impl<'a> ClientAttempt<'a> {
             attributes.extend([
                 KeyValue::new("http.request.method", method),
                 KeyValue::new("url.full", url.to_owned()),
-                KeyValue::new("server.address", Arc::clone(host)),
-                KeyValue::new("server.port", i64::from(port)),
+                KeyValue::new("server.address", Arc::clone(&host.name)),
+                KeyValue::new("server.port", i64::from(host.port)),
             ]);
             Context::map_current(|parent| {
                 tracer
@@ -296,6 +350,7 @@ impl<'a> ClientAttempt<'a> {
             span,
             started: Instant::now(),
             method,
+            known_method,
             host,
         }
     }
@@ -339,10 +394,11 @@ impl<'a> ClientAttempt<'a> {
             }
             span.end();
         }
-        self.record(KeyValue::new(
-            "http.response.status_code",
-            i64::from(status),
-        ));
+        let ok_slot = self.known_method.filter(|_| status == 200);
+        self.record(
+            ok_slot,
+            KeyValue::new("http.response.status_code", i64::from(status)),
+        );
     }
 
     /// No answer: `error_type` says why (`timeout`, `connect`, `transport`).
@@ -352,22 +408,27 @@ impl<'a> ClientAttempt<'a> {
             span.set_status(Status::error(""));
             span.end();
         }
-        self.record(KeyValue::new("error.type", error_type));
+        self.record(None, KeyValue::new("error.type", error_type));
     }
 
     /// Records the duration, by method, host and `outcome` (the status code,
-    /// or the error type when there was no answer).
-    fn record(self, outcome: KeyValue) {
+    /// or the error type when there was no answer); through the host's
+    /// bound handle of `ok_slot` for a 200 answer.
+    fn record(self, ok_slot: Option<usize>, outcome: KeyValue) {
         let Some(instruments) = instruments() else {
             return;
         };
-        instruments.http_duration.record(
+        self.host.answered_ok.record(
+            &instruments.http_duration,
+            ok_slot,
             self.started.elapsed().as_secs_f64(),
-            &[
-                KeyValue::new("http.request.method", self.method),
-                KeyValue::new("server.address", Arc::clone(self.host)),
-                outcome,
-            ],
+            || {
+                [
+                    KeyValue::new("http.request.method", self.method),
+                    KeyValue::new("server.address", Arc::clone(&self.host.name)),
+                    outcome,
+                ]
+            },
         );
     }
 }

@@ -2,6 +2,7 @@
 //! traits) that keeps every span and metric it is sent.
 
 use std::{
+    collections::BTreeMap,
     net::SocketAddr,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
@@ -18,7 +19,8 @@ use opentelemetry_proto::tonic::{
             trace_service_server::{TraceService, TraceServiceServer},
         },
     },
-    common::v1::{AnyValue, any_value::Value},
+    common::v1::{AnyValue, KeyValue, any_value::Value},
+    metrics::v1::metric::Data,
     trace::v1::Span,
 };
 use tokio::{net::TcpListener, sync::oneshot};
@@ -32,6 +34,19 @@ struct Received {
     /// Trace exports still to refuse with UNAVAILABLE.
     trace_exports_to_refuse: Arc<Mutex<usize>>,
     metric_names: Arc<Mutex<Vec<String>>>,
+    histogram_counts: Arc<Mutex<BTreeMap<(String, Attributes), u64>>>,
+}
+
+/// A data point's attributes as sorted `(key, text)` pairs.
+pub type Attributes = Vec<(String, String)>;
+
+fn attributes(attributes: &[KeyValue]) -> Attributes {
+    let mut pairs: Attributes = attributes
+        .iter()
+        .map(|kv| (kv.key.clone(), text(kv.value.as_ref())))
+        .collect();
+    pairs.sort();
+    pairs
 }
 
 #[tonic::async_trait]
@@ -82,8 +97,19 @@ impl MetricsService for Received {
     ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
         for resource_metrics in request.into_inner().resource_metrics {
             for scope in resource_metrics.scope_metrics {
-                let mut names = self.metric_names.lock().unwrap();
-                names.extend(scope.metrics.into_iter().map(|m| m.name));
+                for metric in scope.metrics {
+                    // Cumulative points: the latest count is the total.
+                    if let Some(Data::Histogram(histogram)) = &metric.data {
+                        let mut counts = self.histogram_counts.lock().unwrap();
+                        for point in &histogram.data_points {
+                            counts.insert(
+                                (metric.name.clone(), attributes(&point.attributes)),
+                                point.count,
+                            );
+                        }
+                    }
+                    self.metric_names.lock().unwrap().push(metric.name);
+                }
             }
         }
         Ok(Response::new(ExportMetricsServiceResponse {
@@ -192,6 +218,19 @@ impl OtlpReceiver {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The latest count of each data point of histogram `name`, by its
+    /// attributes.
+    pub fn histogram_counts(&self, name: &str) -> BTreeMap<Attributes, u64> {
+        self.received
+            .histogram_counts
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|((metric, _), _)| metric == name)
+            .map(|((_, attributes), count)| (attributes.clone(), *count))
+            .collect()
     }
 
     /// Waits (at most `limit`) until every name in `names` was received.
