@@ -5,15 +5,11 @@
 
 mod common;
 
-use std::{
-    collections::BTreeMap,
-    process::Command,
-    time::{Duration, Instant},
-};
+use std::{collections::BTreeMap, process::Command, time::Duration};
 
 use common::{
     link_request,
-    otlp::{Attributes, OtlpReceiver, attribute, hex},
+    otlp::{OtlpReceiver, attribute, attribute_set, hex},
     process::{FacadeProcess, binary},
 };
 use opentelemetry_proto::tonic::trace::v1::{Span, span::SpanKind, status::StatusCode};
@@ -276,16 +272,6 @@ async fn metrics_arrive_with_their_documented_names() {
         .await;
 }
 
-/// `(key, value)` pairs, sorted as the receiver keeps them.
-fn pairs(pairs: &[(&str, &str)]) -> Attributes {
-    let mut pairs: Attributes = pairs
-        .iter()
-        .map(|(key, value)| (key.to_string(), value.to_string()))
-        .collect();
-    pairs.sort();
-    pairs
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn durations_are_counted_by_method_and_outcome() {
     let sandbox = Sandbox::start(Default::default()).await.unwrap();
@@ -301,7 +287,7 @@ async fn durations_are_counted_by_method_and_outcome() {
             .await;
     }
     let rpc = |method: &str, code: &str| {
-        pairs(&[
+        attribute_set(&[
             ("rpc.system", "grpc"),
             ("rpc.service", "portone.facade.v1.PaymentPrepareService"),
             ("rpc.method", method),
@@ -309,7 +295,7 @@ async fn durations_are_counted_by_method_and_outcome() {
         ])
     };
     let http = |method: &str, outcome: &str| {
-        pairs(&[
+        attribute_set(&[
             ("http.request.method", method),
             ("server.address", "127.0.0.1"),
             ("http.response.status_code", outcome),
@@ -326,20 +312,15 @@ async fn durations_are_counted_by_method_and_outcome() {
         (http("GET", "200"), 3),
         (http("GET", "404"), 1),
     ]);
-    let started = Instant::now();
-    loop {
-        let rpcs = receiver.histogram_counts("rpc.server.call.duration");
-        let requests = receiver.histogram_counts("http.client.request.duration");
-        if rpcs == expected_rpcs && requests == expected_requests {
-            break;
-        }
-        assert!(
-            started.elapsed() < WAIT,
-            "{rpcs:#?}\n{requests:#?}\n{:?}",
-            process.drain_logs()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    receiver
+        .wait_for_histogram_counts(
+            WAIT,
+            &[
+                ("rpc.server.call.duration", expected_rpcs),
+                ("http.client.request.duration", expected_requests),
+            ],
+        )
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

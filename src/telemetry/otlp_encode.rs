@@ -14,7 +14,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use opentelemetry::{
-    Array, InstrumentationScope, KeyValue, Value,
+    Array, InstrumentationScope, Key, KeyValue, Value,
     trace::{SpanContext, SpanKind, Status},
 };
 use opentelemetry_sdk::{Resource, trace::SpanData};
@@ -31,30 +31,33 @@ const CONTEXT_IS_REMOTE: u32 = 0x200;
 
 /// Bytes reserved before each span is written: more than any span the
 /// facade makes (about 300–400 bytes).
-const SPAN_ROOM: usize = 1024;
+pub(super) const SPAN_ROOM: usize = 1024;
+
+/// `value` as a protobuf varint, a byte at a time to `write`.
+fn write_varint(mut value: u64, mut write: impl FnMut(u8)) {
+    while value >= 0x80 {
+        write((value as u8) | 0x80);
+        value >>= 7;
+    }
+    write(value as u8);
+}
 
 /// `value` as a protobuf varint: the bytes, and how many of them are used.
-fn varint(mut value: u64) -> ([u8; 10], usize) {
+fn varint(value: u64) -> ([u8; 10], usize) {
     let mut bytes = [0u8; 10];
     let mut used = 0;
-    while value >= 0x80 {
-        bytes[used] = (value as u8) | 0x80;
-        value >>= 7;
+    write_varint(value, |byte| {
+        bytes[used] = byte;
         used += 1;
-    }
-    bytes[used] = value as u8;
-    (bytes, used + 1)
+    });
+    (bytes, used)
 }
 
 /// Byte by byte: almost every varint here (tags, lengths, small numbers)
 /// is one or two bytes, and a variable-length slice copy would cost a call
 /// into `memcpy` for each.
-fn put_varint(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        out.push((value as u8) | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
+fn put_varint(out: &mut Vec<u8>, value: u64) {
+    write_varint(value, |byte| out.push(byte));
 }
 
 fn put_tag(out: &mut Vec<u8>, field: u32, wire_type: u8) {
@@ -188,17 +191,30 @@ fn put_array(out: &mut Vec<u8>, array: &Array) {
 }
 
 /// Repeated `KeyValue` in `field`: `key` (1), `value` (2).
+fn put_key_values<'a>(
+    out: &mut Vec<u8>,
+    field: u32,
+    pairs: impl Iterator<Item = (&'a Key, &'a Value)>,
+) {
+    for (key, value) in pairs {
+        put_message(out, field, |out| {
+            put_str(out, 1, key.as_str());
+            put_message(out, 2, |out| put_any_value(out, value));
+        });
+    }
+}
+
+/// [`put_key_values`] of `attributes`.
 fn put_attributes<'a>(
     out: &mut Vec<u8>,
     field: u32,
     attributes: impl Iterator<Item = &'a KeyValue>,
 ) {
-    for attribute in attributes {
-        put_message(out, field, |out| {
-            put_str(out, 1, attribute.key.as_str());
-            put_message(out, 2, |out| put_any_value(out, &attribute.value));
-        });
-    }
+    put_key_values(
+        out,
+        field,
+        attributes.map(|attribute| (&attribute.key, &attribute.value)),
+    );
 }
 
 fn kind_number(kind: &SpanKind) -> u64 {
@@ -282,12 +298,7 @@ pub(super) fn put_span(out: &mut Vec<u8>, span: &SpanData) {
 /// `Resource` body: its attributes.
 pub(super) fn resource(resource: &Resource) -> Vec<u8> {
     let mut out = Vec::new();
-    for (key, value) in resource.iter() {
-        put_message(&mut out, 1, |out| {
-            put_str(out, 1, key.as_str());
-            put_message(out, 2, |out| put_any_value(out, value));
-        });
-    }
+    put_key_values(&mut out, 1, resource.iter());
     out
 }
 

@@ -177,11 +177,22 @@ struct Shard {
 }
 
 impl Shard {
+    /// Adds `span`, encoded.
+    fn push(&mut self, span: &SpanData) {
+        otlp_encode::put_span(&mut self.spans, span);
+        self.count += 1;
+    }
+
     fn take(&mut self) -> Option<Batch> {
         if self.count == 0 {
             return None;
         }
-        let capacity = self.spans.len();
+        // Room for a next batch like this one: its size, an eighth more for
+        // longer spans, and the room `put_span` reserves before each span.
+        // With less, the last spans of a batch would make the buffer double
+        // and copy all the spans before them.
+        let len = self.spans.len();
+        let capacity = len + len / 8 + otlp_encode::SPAN_ROOM;
         Some(Batch {
             scope: self.scope.clone().unwrap_or_default(),
             spans: mem::replace(&mut self.spans, Vec::with_capacity(capacity)),
@@ -308,8 +319,7 @@ impl SpanProcessor for SpanBatcher {
                 other_scope = shard.take();
                 shard.scope = Some(span.instrumentation_scope.clone());
             }
-            otlp_encode::put_span(&mut shard.spans, &span);
-            shard.count += 1;
+            shard.push(&span);
             let full = if shard.count >= self.max_batch_spans {
                 shard.take()
             } else {
@@ -572,5 +582,70 @@ impl Decoder for RawCodec {
                 )
             })
         })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use opentelemetry::{
+        KeyValue,
+        trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState},
+    };
+    use opentelemetry_sdk::trace::{SpanEvents, SpanLinks};
+
+    use super::*;
+
+    /// A client span of about the facade's size.
+    fn client_span() -> SpanData {
+        let start = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        SpanData {
+            span_context: SpanContext::new(
+                TraceId::from(0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736),
+                SpanId::from(0x00f0_67aa_0ba9_02b7),
+                TraceFlags::SAMPLED,
+                false,
+                TraceState::NONE,
+            ),
+            parent_span_id: SpanId::from(0xb7ad_6b71_6920_3331),
+            parent_span_is_remote: false,
+            span_kind: SpanKind::Client,
+            name: "GET /payments/prepare/{merchant_uid}".into(),
+            start_time: start,
+            end_time: start + Duration::from_micros(900),
+            attributes: vec![
+                KeyValue::new("http.request.method", "GET"),
+                KeyValue::new(
+                    "url.full",
+                    "http://127.0.0.1:40123/payments/prepare/bench-read-00000042",
+                ),
+                KeyValue::new("server.address", "127.0.0.1"),
+                KeyValue::new("server.port", 40123_i64),
+                KeyValue::new("http.response.status_code", 200_i64),
+            ],
+            dropped_attributes_count: 0,
+            events: SpanEvents::default(),
+            links: SpanLinks::default(),
+            status: Status::Unset,
+            instrumentation_scope: InstrumentationScope::builder("portone-facade").build(),
+        }
+    }
+
+    #[test]
+    fn a_batch_as_large_as_the_last_is_gathered_without_growing_its_buffer() {
+        let span = client_span();
+        let mut shard = Shard::default();
+        for _ in 0..2 {
+            for _ in 0..512 {
+                shard.push(&span);
+            }
+            assert!(shard.take().is_some());
+        }
+        let capacity = shard.spans.capacity();
+        for _ in 0..512 {
+            shard.push(&span);
+        }
+        assert_eq!(shard.spans.capacity(), capacity);
     }
 }

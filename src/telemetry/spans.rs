@@ -283,6 +283,11 @@ const HTTP_METHODS: [(Method, &str); 3] = [
     (Method::PUT, "PUT"),
 ];
 
+/// `http.request.method` of the method at `known` in [`HTTP_METHODS`].
+fn http_method_name(known: Option<usize>) -> &'static str {
+    known.map_or("_OTHER", |index| HTTP_METHODS[index].1)
+}
+
 /// An upstream host as the spans and metrics of its requests name it. Made
 /// once per host, so that no request copies its name, and so that the
 /// duration of its 200 answers (nearly all of them) is recorded through
@@ -309,7 +314,6 @@ impl UpstreamHost {
 pub(crate) struct ClientAttempt<'a> {
     span: Option<Span>,
     started: Instant,
-    method: &'static str,
     /// Index of the method in [`HTTP_METHODS`].
     known_method: Option<usize>,
     host: &'a UpstreamHost,
@@ -327,13 +331,12 @@ impl<'a> ClientAttempt<'a> {
         host: &'a UpstreamHost,
     ) -> ClientAttempt<'a> {
         let known_method = HTTP_METHODS.iter().position(|(known, _)| known == method);
-        let method = known_method.map_or("_OTHER", |index| HTTP_METHODS[index].1);
         let span = tracer().map(|tracer| {
             // Room for what `answered` or `failed` adds, so that it does
             // not reallocate.
             let mut attributes = Vec::with_capacity(8);
             attributes.extend([
-                KeyValue::new("http.request.method", method),
+                KeyValue::new("http.request.method", http_method_name(known_method)),
                 KeyValue::new("url.full", url.to_owned()),
                 KeyValue::new("server.address", Arc::clone(&host.name)),
                 KeyValue::new("server.port", i64::from(host.port)),
@@ -349,7 +352,6 @@ impl<'a> ClientAttempt<'a> {
         ClientAttempt {
             span,
             started: Instant::now(),
-            method,
             known_method,
             host,
         }
@@ -424,7 +426,7 @@ impl<'a> ClientAttempt<'a> {
             self.started.elapsed().as_secs_f64(),
             || {
                 [
-                    KeyValue::new("http.request.method", self.method),
+                    KeyValue::new("http.request.method", http_method_name(self.known_method)),
                     KeyValue::new("server.address", Arc::clone(&self.host.name)),
                     outcome,
                 ]

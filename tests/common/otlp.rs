@@ -40,13 +40,28 @@ struct Received {
 /// A data point's attributes as sorted `(key, text)` pairs.
 pub type Attributes = Vec<(String, String)>;
 
-fn attributes(attributes: &[KeyValue]) -> Attributes {
-    let mut pairs: Attributes = attributes
-        .iter()
-        .map(|kv| (kv.key.clone(), text(kv.value.as_ref())))
-        .collect();
+fn sorted(mut pairs: Attributes) -> Attributes {
     pairs.sort();
     pairs
+}
+
+fn attributes(attributes: &[KeyValue]) -> Attributes {
+    sorted(
+        attributes
+            .iter()
+            .map(|kv| (kv.key.clone(), text(kv.value.as_ref())))
+            .collect(),
+    )
+}
+
+/// `pairs` as the receiver keeps a data point's attributes.
+pub fn attribute_set(pairs: &[(&str, &str)]) -> Attributes {
+    sorted(
+        pairs
+            .iter()
+            .map(|(key, value)| (key.to_string(), value.to_string()))
+            .collect(),
+    )
 }
 
 #[tonic::async_trait]
@@ -231,6 +246,34 @@ impl OtlpReceiver {
             .filter(|((metric, _), _)| metric == name)
             .map(|((_, attributes), count)| (attributes.clone(), *count))
             .collect()
+    }
+
+    /// Waits (at most `limit`) until each histogram named in `expected` has
+    /// exactly the counts given there, by attributes.
+    pub async fn wait_for_histogram_counts(
+        &self,
+        limit: Duration,
+        expected: &[(&str, BTreeMap<Attributes, u64>)],
+    ) {
+        let started = Instant::now();
+        loop {
+            let received: Vec<_> = expected
+                .iter()
+                .map(|(name, _)| (*name, self.histogram_counts(name)))
+                .collect();
+            if received
+                .iter()
+                .zip(expected)
+                .all(|((_, counts), (_, wanted))| counts == wanted)
+            {
+                return;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "histogram counts not as expected within {limit:?}: {received:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Waits (at most `limit`) until every name in `names` was received.
