@@ -345,7 +345,7 @@ pub(super) fn request(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::time::Duration;
 
     use opentelemetry::{
@@ -434,7 +434,7 @@ mod tests {
     }
 
     /// A client span as the facade makes them: local parent, no events.
-    fn client_span(status: Status) -> SpanData {
+    pub(in crate::telemetry) fn client_span(status: Status) -> SpanData {
         let mut span = full_span();
         span.span_context = context("a3ce929d0e0e4736", false, TraceState::NONE);
         span.parent_span_is_remote = false;

@@ -587,54 +587,14 @@ impl Decoder for RawCodec {
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, UNIX_EPOCH};
-
-    use opentelemetry::{
-        KeyValue,
-        trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState},
-    };
-    use opentelemetry_sdk::trace::{SpanEvents, SpanLinks};
+    use opentelemetry::trace::Status;
 
     use super::*;
-
-    /// A client span of about the facade's size.
-    fn client_span() -> SpanData {
-        let start = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        SpanData {
-            span_context: SpanContext::new(
-                TraceId::from(0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736),
-                SpanId::from(0x00f0_67aa_0ba9_02b7),
-                TraceFlags::SAMPLED,
-                false,
-                TraceState::NONE,
-            ),
-            parent_span_id: SpanId::from(0xb7ad_6b71_6920_3331),
-            parent_span_is_remote: false,
-            span_kind: SpanKind::Client,
-            name: "GET /payments/prepare/{merchant_uid}".into(),
-            start_time: start,
-            end_time: start + Duration::from_micros(900),
-            attributes: vec![
-                KeyValue::new("http.request.method", "GET"),
-                KeyValue::new(
-                    "url.full",
-                    "http://127.0.0.1:40123/payments/prepare/bench-read-00000042",
-                ),
-                KeyValue::new("server.address", "127.0.0.1"),
-                KeyValue::new("server.port", 40123_i64),
-                KeyValue::new("http.response.status_code", 200_i64),
-            ],
-            dropped_attributes_count: 0,
-            events: SpanEvents::default(),
-            links: SpanLinks::default(),
-            status: Status::Unset,
-            instrumentation_scope: InstrumentationScope::builder("portone-facade").build(),
-        }
-    }
+    use crate::telemetry::otlp_encode::tests::client_span;
 
     #[test]
     fn a_batch_as_large_as_the_last_is_gathered_without_growing_its_buffer() {
-        let span = client_span();
+        let span = client_span(Status::Ok);
         let mut shard = Shard::default();
         for _ in 0..2 {
             for _ in 0..512 {
