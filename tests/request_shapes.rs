@@ -178,7 +178,7 @@ async fn update_puts_the_same_body_shape() {
 async fn get_percent_encodes_the_merchant_uid_as_one_path_segment() {
     let cases = [
         ("order/1", "/payments/prepare/order%2F1"),
-        ("a?b=c", "/payments/prepare/a%3Fb%3Dc"),
+        ("a?b=c", "/payments/prepare/a%3Fb=c"),
         ("a#frag", "/payments/prepare/a%23frag"),
         ("주문 1", "/payments/prepare/%EC%A3%BC%EB%AC%B8%201"),
         ("100%", "/payments/prepare/100%25"),

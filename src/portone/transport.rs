@@ -1,24 +1,22 @@
-//! One upstream call: attempts, the token, retries with backoff inside the
+//! One upstream call: its attempts, retries with backoff inside the
 //! deadline, and turning each answer into success or an [`UpstreamError`].
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, header};
-use opentelemetry::KeyValue;
+use reqwest::Url;
 
 use super::{
-    ClientInner,
     error::{UpstreamError, UpstreamErrorKind},
-    token::AccessToken,
     wire::LenientError,
 };
 use crate::{
     deadline::Deadline,
-    telemetry::{ClientAttempt, instruments},
+    telemetry::{ClientAttempt, record_retry},
 };
 
-/// Most attempts of one call (the retry after a 401 comes on top).
+/// Most attempts of one call.
 const MAX_ATTEMPTS: u32 = 3;
 /// First backoff; doubled per attempt, with jitter.
 const BASE_BACKOFF: Duration = Duration::from_millis(50);
@@ -29,44 +27,34 @@ const QUOTED_BODY_CHARS: usize = 200;
 
 /// When a call may be sent again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RetryRule {
+pub(super) enum RetryRule {
     /// On connect errors, timeouts, 5xx and 429.
     Idempotent,
     /// Only when the request provably never left (connection refused).
     OnlyIfNeverSent,
 }
 
-/// Which of PortOne's two hosts a call goes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Host {
-    /// Token and prepare API.
-    Api,
-    /// Payment-link API.
-    Link,
-}
-
 /// Which endpoint family answers: getToken's refusals are auth failures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Audience {
+pub(super) enum Audience {
     Token,
     Api,
 }
 
 /// One REST call to make.
-pub(crate) struct Call {
+pub(super) struct Call {
     pub method: Method,
     /// The span name: the method and the endpoint without ids
     /// (`GET /payments/prepare/{merchant_uid}`).
     pub span_name: &'static str,
-    pub host: Host,
-    pub url: reqwest::Url,
+    pub url: Url,
     pub body: Option<(Bytes, HeaderValue)>,
     pub retry: RetryRule,
     pub audience: Audience,
 }
 
 /// A 2xx answer.
-pub(crate) struct Answer {
+pub(super) struct Answer {
     pub status: u16,
     pub body: Bytes,
 }
@@ -87,39 +75,43 @@ enum FailureClass {
     NeverSent,
 }
 
-impl ClientInner {
-    /// Runs `call` to a 2xx answer or a final error.
-    pub(crate) async fn execute(
-        self: &Arc<Self>,
+/// The HTTP connection pool and the per-attempt timeout.
+pub(super) struct Transport {
+    http: reqwest::Client,
+    attempt_timeout: Duration,
+}
+
+impl Transport {
+    /// A pool over rustls, verifying PortOne's certificate against the
+    /// platform's roots.
+    pub(super) fn new(attempt_timeout: Duration) -> Result<Transport, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("portone-facade/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(attempt_timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .tcp_nodelay(true)
+            .no_proxy()
+            .build()?;
+        Ok(Transport {
+            http,
+            attempt_timeout,
+        })
+    }
+
+    /// Sends `call` (with `authorization`, when given) until a 2xx answer
+    /// or a final error, retrying as its [`RetryRule`] allows.
+    pub(super) async fn send(
+        &self,
         call: &Call,
+        authorization: Option<&HeaderValue>,
         deadline: Deadline,
     ) -> Result<Answer, UpstreamError> {
         let mut attempts = 0;
-        let mut refreshed_after_401 = false;
         loop {
             attempts += 1;
-            let token = match call.audience {
-                Audience::Api => Some(self.token(deadline).await?),
-                Audience::Token => None,
-            };
-            let failure = match self.attempt(call, token.as_deref(), deadline).await {
+            let failure = match self.attempt(call, authorization, deadline).await {
                 Ok((status, body, _)) if (200..300).contains(&status) => {
                     return Ok(Answer { status, body });
-                }
-                Ok((401, _, _)) if call.audience == Audience::Api && !refreshed_after_401 => {
-                    // PortOne no longer takes this token: drop it, get a new
-                    // one and try once more; this attempt does not count.
-                    if let Some(token) = &token {
-                        self.tokens.invalidate(token);
-                    }
-                    refreshed_after_401 = true;
-                    attempts -= 1;
-                    if let Some(instruments) = instruments() {
-                        instruments
-                            .retries
-                            .add(1, &[KeyValue::new("reason", "unauthorized")]);
-                    }
-                    continue;
                 }
                 Ok((status, body, headers)) => {
                     failure_from_answer(call.audience, status, &body, &headers)
@@ -136,13 +128,9 @@ impl ClientInner {
                     .error
                     .retry_after
                     .unwrap_or_else(|| backoff(attempts));
-                if deadline.fits(wait) && wait <= self.config.attempt_timeout {
+                if deadline.fits(wait) && wait <= self.attempt_timeout {
                     tokio::time::sleep(wait).await;
-                    if let Some(instruments) = instruments() {
-                        instruments
-                            .retries
-                            .add(1, &[KeyValue::new("reason", "transient")]);
-                    }
+                    record_retry("transient");
                     continue;
                 }
             }
@@ -154,30 +142,28 @@ impl ClientInner {
     async fn attempt(
         &self,
         call: &Call,
-        token: Option<&AccessToken>,
+        authorization: Option<&HeaderValue>,
         deadline: Deadline,
     ) -> Result<(u16, Bytes, HeaderMap), Failure> {
-        let limit = deadline.cap(self.config.attempt_timeout);
+        let limit = deadline.cap(self.attempt_timeout);
         if limit.is_zero() {
             return Err(deadline_gone());
         }
-        let attempt = ClientAttempt::start(
-            &call.method,
-            call.span_name,
-            call.url.as_str(),
-            self.host(call.host),
-        );
-        let mut request = self.http.request(call.method.clone(), call.url.clone());
-        for (name, value) in attempt.trace_headers() {
-            request = request.header(name, value);
+        let attempt = ClientAttempt::start(&call.method, call.span_name, &call.url);
+        let mut headers = HeaderMap::new();
+        attempt.inject_trace_headers(&mut headers);
+        if let Some(authorization) = authorization {
+            headers.insert(header::AUTHORIZATION, authorization.clone());
         }
-        if let Some(token) = token {
-            request = request.header(header::AUTHORIZATION, token.authorization.clone());
+        if let Some((_, content_type)) = &call.body {
+            headers.insert(header::CONTENT_TYPE, content_type.clone());
         }
-        if let Some((body, content_type)) = &call.body {
-            request = request
-                .header(header::CONTENT_TYPE, content_type.clone())
-                .body(body.clone());
+        let mut request = self
+            .http
+            .request(call.method.clone(), call.url.clone())
+            .headers(headers);
+        if let Some((body, _)) = &call.body {
+            request = request.body(body.clone());
         }
         let exchange = async {
             let response = request.send().await?;
@@ -294,7 +280,7 @@ fn failure_from_answer(
 }
 
 /// Words for an answer that carried no PortOne message.
-pub(crate) fn describe_body(status: u16, body: &[u8]) -> String {
+pub(super) fn describe_body(status: u16, body: &[u8]) -> String {
     if body.is_empty() {
         return format!("HTTP {status} with an empty body");
     }

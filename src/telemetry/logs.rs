@@ -1,32 +1,89 @@
-//! JSON log lines that carry the OpenTelemetry `trace_id` and `span_id` of
-//! the span current where they were written, so logs and traces join.
+//! Log lines: tracing-subscriber's own JSON (or text) formatter, with the
+//! OpenTelemetry `trace_id` and `span_id` added to every line written inside
+//! a traced call, written to stdout by a thread of their own.
 
-use std::{fmt, io::Write, time::SystemTime};
+use std::fmt;
 
 use opentelemetry::trace::TraceContextExt;
-use serde_json::{Map, Value};
-use tracing::{
-    Event, Subscriber,
-    field::{Field, Visit},
+use tracing::{Event, Subscriber};
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
+use tracing_subscriber::{
+    EnvFilter,
+    fmt::{
+        FmtContext, FormatEvent, FormatFields,
+        format::{Format, Json, Writer},
+        time::SystemTime,
+    },
+    layer::SubscriberExt,
+    registry::LookupSpan,
+    util::SubscriberInitExt,
 };
-use tracing_subscriber::{Layer, layer::Context};
 
-/// Writes one JSON object per event to stdout.
-pub(super) struct JsonLines;
+use crate::config::LogFormat;
 
-impl<S: Subscriber> Layer<S> for JsonLines {
-    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
-        let metadata = event.metadata();
-        let mut line = Map::new();
-        line.insert(
-            "timestamp".into(),
-            Value::String(humantime::format_rfc3339_micros(SystemTime::now()).to_string()),
-        );
-        line.insert("level".into(), Value::String(metadata.level().to_string()));
-        line.insert("target".into(), Value::String(metadata.target().to_owned()));
-        event.record(&mut Fields(&mut line));
-        // The OpenTelemetry context current on this thread: the RPC's span
-        // while a call is polled, a `tracing` span's while one is entered.
+/// Lines that may wait for the writer thread before a logging thread waits
+/// for it in turn.
+const BUFFERED_LINES: usize = 64 * 1024;
+
+/// Installs the global subscriber (`RUST_LOG`, default `info`). Returns the
+/// guard that flushes the writer when dropped, unless a subscriber was
+/// already installed.
+///
+/// The writer is never lossy: when stdout is slower than the lines coming
+/// in and its buffer is full, the thread that logs waits, so no line
+/// (among them, later, the audit trail) is ever dropped silently.
+pub(super) fn install(format: LogFormat) -> Option<WorkerGuard> {
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(false)
+        .buffered_lines_limit(BUFFERED_LINES)
+        .thread_name("log-writer")
+        .finish(std::io::stdout());
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let layer = tracing_subscriber::fmt::layer().with_writer(writer);
+    let installed = match format {
+        LogFormat::Json => tracing_subscriber::registry()
+            .with(filter)
+            .with(
+                layer.json().event_format(WithTraceIds(
+                    tracing_subscriber::fmt::format()
+                        .json()
+                        .flatten_event(true)
+                        .with_current_span(false)
+                        .with_span_list(false),
+                )),
+            )
+            .try_init(),
+        LogFormat::Text => tracing_subscriber::registry()
+            .with(filter)
+            .with(layer)
+            .try_init(),
+    };
+    match installed {
+        Ok(()) => Some(guard),
+        Err(_) => {
+            eprintln!("portone-facade: logging was already set up");
+            None
+        }
+    }
+}
+
+/// The library's JSON line, with the ids of the OpenTelemetry span current
+/// where the event was written (the RPC's span while a call is polled).
+/// The JSON formatter has no hook for fields that are not the event's own,
+/// so the two ids are added to the end of the object it wrote.
+struct WithTraceIds(Format<Json, SystemTime>);
+
+impl<S, N> FormatEvent<S, N> for WithTraceIds
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
         let ids = opentelemetry::Context::map_current(|cx| {
             let span = cx.span();
             let span_context = span.span_context();
@@ -34,43 +91,17 @@ impl<S: Subscriber> Layer<S> for JsonLines {
                 .is_valid()
                 .then(|| (span_context.trace_id(), span_context.span_id()))
         });
-        if let Some((trace_id, span_id)) = ids {
-            line.insert("trace_id".into(), Value::String(trace_id.to_string()));
-            line.insert("span_id".into(), Value::String(span_id.to_string()));
+        let Some((trace_id, span_id)) = ids else {
+            return self.0.format_event(ctx, writer, event);
+        };
+        let mut line = String::new();
+        self.0.format_event(ctx, Writer::new(&mut line), event)?;
+        match line.trim_end().strip_suffix('}') {
+            Some(object) => writeln!(
+                writer,
+                r#"{object},"trace_id":"{trace_id}","span_id":"{span_id}"}}"#
+            ),
+            None => writer.write_str(&line),
         }
-        let mut text = Value::Object(line).to_string();
-        text.push('\n');
-        let _ = std::io::stdout().lock().write_all(text.as_bytes());
-    }
-}
-
-/// Collects an event's fields into the JSON object.
-struct Fields<'a>(&'a mut Map<String, Value>);
-
-impl Visit for Fields<'_> {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0
-            .insert(field.name().to_owned(), Value::String(value.to_owned()));
-    }
-
-    fn record_i64(&mut self, field: &Field, value: i64) {
-        self.0.insert(field.name().to_owned(), Value::from(value));
-    }
-
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        self.0.insert(field.name().to_owned(), Value::from(value));
-    }
-
-    fn record_bool(&mut self, field: &Field, value: bool) {
-        self.0.insert(field.name().to_owned(), Value::Bool(value));
-    }
-
-    fn record_f64(&mut self, field: &Field, value: f64) {
-        self.0.insert(field.name().to_owned(), Value::from(value));
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.0
-            .insert(field.name().to_owned(), Value::String(format!("{value:?}")));
     }
 }

@@ -1,5 +1,5 @@
-//! The metric instruments. They are created on the global meter provider
-//! when a metric exporter starts; without one, none exist and nothing is
+//! The metric instruments. They are made on the global meter provider when
+//! a metric exporter starts; without one, none exist and nothing is
 //! recorded.
 
 use std::sync::{
@@ -9,7 +9,7 @@ use std::sync::{
 
 use opentelemetry::{
     KeyValue, global,
-    metrics::{BoundHistogram, Counter, Histogram, ObservableUpDownCounter},
+    metrics::{Counter, Histogram, ObservableUpDownCounter},
 };
 
 /// Seconds; fine enough at the low end for a facade that adds microseconds.
@@ -18,47 +18,43 @@ const DURATION_BUCKETS: [f64; 15] = [
     10.0,
 ];
 
-/// gRPC status codes with a bound `rpc.server.call.duration` handle per RPC
-/// (0 to 16: all of them).
-pub(crate) const STATUS_CODES: usize = 17;
-
 /// Every instrument the facade records.
-pub(crate) struct Instruments {
+pub(super) struct Instruments {
     /// `rpc.server.call.duration`: by method and status code.
     pub rpc_duration: Histogram<f64>,
-    /// `rpc_duration` bound to each of our RPCs (by its index in the span
-    /// names' table) and status code, slot `rpc * STATUS_CODES + code`.
-    pub rpc_duration_bound: BoundSlots<{ super::spans::OUR_RPC_COUNT * STATUS_CODES }>,
-    /// `http.client.request.duration`: by host, method and status.
+    /// `http.client.request.duration`: by host, method and outcome.
     pub http_duration: Histogram<f64>,
     /// `portone.token.refreshes`: getToken calls made.
-    pub token_refreshes: Counter<u64>,
-    /// `portone.upstream.retries`: upstream attempts repeated.
-    pub retries: Counter<u64>,
+    token_refreshes: Counter<u64>,
+    /// `portone.upstream.retries`: upstream attempts repeated, by reason.
+    retries: Counter<u64>,
 }
 
 /// The instruments; set once when a metric exporter runs.
 static INSTRUMENTS: OnceLock<Instruments> = OnceLock::new();
 
-/// Creates the instruments on the global meter provider (install the
-/// provider first); from then on they are recorded.
+/// Makes the instruments on the global meter provider (install the provider
+/// first); from then on they are recorded.
 pub(super) fn install_instruments() {
     INSTRUMENTS.get_or_init(|| {
         let meter = global::meter("portone-facade");
+        let duration = |name: &'static str, description: &'static str| {
+            meter
+                .f64_histogram(name)
+                .with_unit("s")
+                .with_description(description)
+                .with_boundaries(DURATION_BUCKETS.to_vec())
+                .build()
+        };
         Instruments {
-            rpc_duration_bound: BoundSlots::new(),
-            rpc_duration: meter
-                .f64_histogram("rpc.server.call.duration")
-                .with_unit("s")
-                .with_description("Duration of the RPCs served, by method and gRPC status code")
-                .with_boundaries(DURATION_BUCKETS.to_vec())
-                .build(),
-            http_duration: meter
-                .f64_histogram("http.client.request.duration")
-                .with_unit("s")
-                .with_description("Duration of each HTTP request to PortOne (one per attempt)")
-                .with_boundaries(DURATION_BUCKETS.to_vec())
-                .build(),
+            rpc_duration: duration(
+                "rpc.server.call.duration",
+                "Duration of the RPCs served, by method and gRPC status code",
+            ),
+            http_duration: duration(
+                "http.client.request.duration",
+                "Duration of each HTTP request to PortOne (one per attempt)",
+            ),
             token_refreshes: meter
                 .u64_counter("portone.token.refreshes")
                 .with_description("PortOne access tokens fetched (getToken calls)")
@@ -73,41 +69,24 @@ pub(super) fn install_instruments() {
 
 /// The instruments, when metrics are exported; `None` when not, so that
 /// callers do not even build the attributes.
-pub(crate) fn instruments() -> Option<&'static Instruments> {
+pub(super) fn instruments() -> Option<&'static Instruments> {
     INSTRUMENTS.get()
 }
 
-/// Handles on one histogram, each bound on first use to the attribute set
-/// of its slot in a small fixed key space. A bound record skips what every
-/// other record pays: hashing its attributes and finding them in a map
-/// behind a shared lock (SDK 0.33, `experimental_metrics_bound_instruments`).
-pub(crate) struct BoundSlots<const N: usize> {
-    slots: [OnceLock<BoundHistogram<f64>>; N],
+/// Counts one getToken call.
+pub(crate) fn record_token_fetch() {
+    if let Some(instruments) = instruments() {
+        instruments.token_refreshes.add(1, &[]);
+    }
 }
 
-impl<const N: usize> BoundSlots<N> {
-    pub(crate) const fn new() -> BoundSlots<N> {
-        BoundSlots {
-            slots: [const { OnceLock::new() }; N],
-        }
-    }
-
-    /// Records `value` in `histogram` with `attributes`, through the handle of
-    /// `slot` (bound to `attributes` the first time); with no such slot, it
-    /// is recorded unbound.
-    pub(crate) fn record<const K: usize>(
-        &self,
-        histogram: &Histogram<f64>,
-        slot: Option<usize>,
-        value: f64,
-        attributes: impl FnOnce() -> [KeyValue; K],
-    ) {
-        match slot.and_then(|slot| self.slots.get(slot)) {
-            Some(bound) => bound
-                .get_or_init(|| histogram.bind(&attributes()))
-                .record(value),
-            None => histogram.record(value, &attributes()),
-        }
+/// Counts one repeated upstream attempt; `reason` is `transient` or
+/// `unauthorized`.
+pub(crate) fn record_retry(reason: &'static str) {
+    if let Some(instruments) = instruments() {
+        instruments
+            .retries
+            .add(1, &[KeyValue::new("reason", reason)]);
     }
 }
 
@@ -119,6 +98,7 @@ pub(crate) struct ActiveRequestsGauge {
 }
 
 impl ActiveRequestsGauge {
+    /// Observes `count` at every export.
     pub(crate) fn observe(count: Arc<AtomicUsize>) -> ActiveRequestsGauge {
         let gauge = global::meter("portone-facade")
             .i64_observable_up_down_counter("rpc.server.active_requests")

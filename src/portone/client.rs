@@ -1,0 +1,394 @@
+//! The PortOne client: its endpoints, and the access token they share.
+
+use std::{sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method};
+use reqwest::Url;
+use serde::de::DeserializeOwned;
+
+use super::{
+    error::{UpstreamError, UpstreamErrorKind},
+    model::{CreatedLink, NewPaymentLink, PrepareRequest, Prepared},
+    token::{AccessToken, TokenCache},
+    transport::{Answer, Audience, Call, RetryRule, Transport, describe_body},
+    wire::{
+        Envelope, LinkBody, LinkCreated, PaymentInfo, PrepareBody, PreparedData, TokenBody,
+        TokenData,
+    },
+};
+use crate::{
+    deadline::Deadline,
+    ids::{LinkId, MerchantUid},
+    money::Money,
+    secret::Secret,
+    telemetry::{in_token_span, record_retry, record_token_fetch},
+};
+
+/// Where PortOne is and how to talk to it.
+#[derive(Debug)]
+pub struct ClientConfig {
+    /// Base URL of the token and prepare API (`https://api.iamport.kr`).
+    pub api_url: String,
+    /// Base URL of the payment-link API (`https://api.iamport.co`).
+    pub link_api_url: String,
+    /// `imp_key`.
+    pub imp_key: Secret,
+    /// `imp_secret`.
+    pub imp_secret: Secret,
+    /// Longest wait for one attempt; the caller's deadline caps it further.
+    pub attempt_timeout: Duration,
+}
+
+/// A cheap-to-clone handle on the PortOne client; clones share the
+/// connection pool and the access token.
+#[derive(Clone)]
+pub struct PortOneClient {
+    inner: Arc<ClientInner>,
+}
+
+/// What the clones of a [`PortOneClient`] share.
+struct ClientInner {
+    transport: Transport,
+    urls: Urls,
+    imp_key: Secret,
+    imp_secret: Secret,
+    attempt_timeout: Duration,
+    tokens: TokenCache,
+    json: HeaderValue,
+    link_json: HeaderValue,
+}
+
+/// The endpoints' URLs, parsed once: reqwest would otherwise parse the
+/// whole URL, host and IDNA included, on every call.
+struct Urls {
+    get_token: Url,
+    prepare: Url,
+    create_link: Url,
+    /// Bases for the paths that carry an id.
+    api_base: Url,
+    link_base: Url,
+}
+
+impl Urls {
+    fn new(api_url: &str, link_api_url: &str) -> Result<Urls, ClientBuildError> {
+        let parse = |text: &str| match Url::parse(text) {
+            Ok(url) if !url.cannot_be_a_base() => Ok(url),
+            Ok(_) => Err(ClientBuildError::Url(
+                text.to_owned(),
+                "not a base URL".to_owned(),
+            )),
+            Err(error) => Err(ClientBuildError::Url(text.to_owned(), error.to_string())),
+        };
+        let api_base = parse(api_url)?;
+        let link_base = parse(link_api_url)?;
+        Ok(Urls {
+            get_token: under(&api_base, &["users", "getToken"]),
+            prepare: under(&api_base, &["payments", "prepare"]),
+            create_link: under(&link_base, &LINK_PATH),
+            api_base,
+            link_base,
+        })
+    }
+}
+
+/// The payment-link endpoint's path segments.
+const LINK_PATH: [&str; 5] = ["api", "supplements", "v1", "link", "payment"];
+
+/// `base` with `segments` appended to its path, each percent-encoded as one
+/// segment (a `/`, `?`, `#` or `%` in an id stays inside it). `base` can be
+/// a base: [`Urls::new`] checked it.
+fn under(base: &Url, segments: &[&str]) -> Url {
+    let mut url = base.clone();
+    if let Ok(mut path) = url.path_segments_mut() {
+        path.pop_if_empty().extend(segments);
+    }
+    url
+}
+
+/// Why the client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientBuildError {
+    /// A base URL does not parse.
+    #[error("invalid PortOne URL {0:?}: {1}")]
+    Url(String, String),
+    /// TLS or the connection pool could not be set up.
+    #[error("cannot build the HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+impl PortOneClient {
+    /// Builds the client (connection pool, rustls).
+    pub fn new(config: ClientConfig) -> Result<PortOneClient, ClientBuildError> {
+        let ClientConfig {
+            api_url,
+            link_api_url,
+            imp_key,
+            imp_secret,
+            attempt_timeout,
+        } = config;
+        Ok(PortOneClient {
+            inner: Arc::new(ClientInner {
+                transport: Transport::new(attempt_timeout)?,
+                urls: Urls::new(&api_url, &link_api_url)?,
+                imp_key,
+                imp_secret,
+                attempt_timeout,
+                tokens: TokenCache::default(),
+                json: HeaderValue::from_static("application/json"),
+                link_json: HeaderValue::from_static("application/json;charset=UTF-8"),
+            }),
+        })
+    }
+
+    /// `POST /payments/prepare`. A duplicate registration comes back as an
+    /// error for which [`UpstreamError::is_already_registered`] holds.
+    pub async fn prepare(
+        &self,
+        request: &PrepareRequest,
+        deadline: Deadline,
+    ) -> Result<Prepared, UpstreamError> {
+        self.write_prepared(Method::POST, "POST /payments/prepare", request, deadline)
+            .await
+    }
+
+    /// `PUT /payments/prepare`.
+    pub async fn update_prepared(
+        &self,
+        request: &PrepareRequest,
+        deadline: Deadline,
+    ) -> Result<Prepared, UpstreamError> {
+        self.write_prepared(Method::PUT, "PUT /payments/prepare", request, deadline)
+            .await
+    }
+
+    /// `GET /payments/prepare/{merchant_uid}`.
+    pub async fn get_prepared(
+        &self,
+        merchant_uid: &MerchantUid,
+        deadline: Deadline,
+    ) -> Result<Prepared, UpstreamError> {
+        let inner = &self.inner;
+        let call = Call {
+            method: Method::GET,
+            span_name: "GET /payments/prepare/{merchant_uid}",
+            url: under(
+                &inner.urls.api_base,
+                &["payments", "prepare", merchant_uid.as_str()],
+            ),
+            body: None,
+            retry: RetryRule::Idempotent,
+            audience: Audience::Api,
+        };
+        let answer = inner.execute(&call, deadline).await?;
+        prepared_from(decode_envelope::<PreparedData>(&answer)?, &answer)
+    }
+
+    async fn write_prepared(
+        &self,
+        method: Method,
+        span_name: &'static str,
+        request: &PrepareRequest,
+        deadline: Deadline,
+    ) -> Result<Prepared, UpstreamError> {
+        let inner = &self.inner;
+        let body = PrepareBody {
+            merchant_uid: request.merchant_uid.as_str(),
+            amount: &request.amount,
+            currency: request.currency.as_ref().map(|c| c.as_str()),
+        };
+        let call = Call {
+            method,
+            span_name,
+            url: inner.urls.prepare.clone(),
+            body: Some((to_json(&body)?, inner.json.clone())),
+            // POST is idempotent too: a repeat is recognised as a duplicate
+            // and reconciled by the caller.
+            retry: RetryRule::Idempotent,
+            audience: Audience::Api,
+        };
+        let answer = inner.execute(&call, deadline).await?;
+        prepared_from(decode_envelope::<PreparedData>(&answer)?, &answer)
+    }
+
+    /// `POST {link_api}/api/supplements/v1/link/payment`. Retried only when
+    /// the request provably never reached PortOne, so a link is never created
+    /// twice.
+    pub async fn create_link(
+        &self,
+        link: &NewPaymentLink,
+        deadline: Deadline,
+    ) -> Result<CreatedLink, UpstreamError> {
+        let inner = &self.inner;
+        let payment_info =
+            serde_json::to_string(&PaymentInfo::of(link)).map_err(encoding_failed)?;
+        let body = LinkBody {
+            payment_info,
+            expired_at: link.expires_at_unix,
+        };
+        let call = Call {
+            method: Method::POST,
+            span_name: "POST /api/supplements/v1/link/payment",
+            url: inner.urls.create_link.clone(),
+            body: Some((to_json(&body)?, inner.link_json.clone())),
+            retry: RetryRule::OnlyIfNeverSent,
+            audience: Audience::Api,
+        };
+        let answer = inner.execute(&call, deadline).await?;
+        let created: LinkCreated =
+            serde_json::from_slice(&answer.body).map_err(|_| unexpected(&answer))?;
+        let last_segment = created
+            .shortened_url
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or_default();
+        let link_id = LinkId::parse(last_segment).map_err(|_| unexpected(&answer))?;
+        Ok(CreatedLink {
+            url: created.shortened_url,
+            link_id,
+        })
+    }
+
+    /// `PUT {link_api}/api/supplements/v1/link/payment/{link_id}`; any 2xx
+    /// is success.
+    pub async fn disable_link(
+        &self,
+        link_id: &LinkId,
+        deadline: Deadline,
+    ) -> Result<(), UpstreamError> {
+        let inner = &self.inner;
+        let mut segments = LINK_PATH.to_vec();
+        segments.push(link_id.as_str());
+        let call = Call {
+            method: Method::PUT,
+            span_name: "PUT /api/supplements/v1/link/payment/{link_id}",
+            url: under(&inner.urls.link_base, &segments),
+            body: None,
+            retry: RetryRule::Idempotent,
+            audience: Audience::Api,
+        };
+        inner.execute(&call, deadline).await.map(drop)
+    }
+}
+
+impl ClientInner {
+    /// Runs an API call with the shared token. When PortOne no longer takes
+    /// that token (401), it is dropped, a new one fetched, and the call sent
+    /// once more.
+    async fn execute(
+        self: &Arc<Self>,
+        call: &Call,
+        deadline: Deadline,
+    ) -> Result<Answer, UpstreamError> {
+        let token = self.token(deadline).await?;
+        match self
+            .transport
+            .send(call, Some(&token.authorization), deadline)
+            .await
+        {
+            Err(error) if error.http_status == Some(401) => {
+                self.tokens.invalidate(&token);
+                record_retry("unauthorized");
+                let token = self.token(deadline).await?;
+                self.transport
+                    .send(call, Some(&token.authorization), deadline)
+                    .await
+            }
+            outcome => outcome,
+        }
+    }
+
+    /// The shared token, fetched by one getToken for all concurrent callers.
+    async fn token(
+        self: &Arc<Self>,
+        deadline: Deadline,
+    ) -> Result<Arc<AccessToken>, UpstreamError> {
+        let this = Arc::clone(self);
+        self.tokens
+            .get(
+                move || in_token_span(async move { this.fetch_token().await }),
+                deadline,
+            )
+            .await
+    }
+
+    /// `POST /users/getToken`, with its own deadline so that no single
+    /// caller's deadline cuts the refresh short for everybody.
+    async fn fetch_token(&self) -> Result<AccessToken, UpstreamError> {
+        record_token_fetch();
+        let body = TokenBody {
+            imp_key: self.imp_key.expose(),
+            imp_secret: self.imp_secret.expose(),
+        };
+        let call = Call {
+            method: Method::POST,
+            span_name: "POST /users/getToken",
+            url: self.urls.get_token.clone(),
+            body: Some((to_json(&body)?, self.json.clone())),
+            retry: RetryRule::Idempotent,
+            audience: Audience::Token,
+        };
+        let answer = self
+            .transport
+            .send(&call, None, Deadline::after(self.attempt_timeout))
+            .await?;
+        let data = decode_envelope::<TokenData>(&answer).map_err(|mut error| {
+            if error.kind == UpstreamErrorKind::Business {
+                error.kind = UpstreamErrorKind::AuthFailed;
+            }
+            error
+        })?;
+        AccessToken::new(&data.access_token, data.now, data.expired_at)
+    }
+}
+
+fn to_json(value: &impl serde::Serialize) -> Result<Bytes, UpstreamError> {
+    serde_json::to_vec(value)
+        .map(Bytes::from)
+        .map_err(encoding_failed)
+}
+
+fn encoding_failed(_: serde_json::Error) -> UpstreamError {
+    UpstreamError::without_answer(
+        UpstreamErrorKind::Unavailable,
+        "the request body could not be encoded",
+    )
+}
+
+/// The `response` of a 2xx envelope, or the business error it carries.
+fn decode_envelope<T: DeserializeOwned>(answer: &Answer) -> Result<T, UpstreamError> {
+    let envelope: Envelope<'_> =
+        serde_json::from_slice(&answer.body).map_err(|_| unexpected(answer))?;
+    if envelope.code != 0 {
+        return Err(UpstreamError {
+            kind: UpstreamErrorKind::Business,
+            http_status: Some(answer.status),
+            upstream_code: Some(envelope.code),
+            upstream_message: envelope.message.unwrap_or_default(),
+            retry_after: None,
+        });
+    }
+    let response = envelope.response.ok_or_else(|| unexpected(answer))?;
+    serde_json::from_str(response.get()).map_err(|_| unexpected(answer))
+}
+
+fn prepared_from(data: PreparedData, answer: &Answer) -> Result<Prepared, UpstreamError> {
+    let amount = Money::from_json_number(&data.amount).map_err(|_| unexpected(answer))?;
+    Ok(Prepared {
+        merchant_uid: data.merchant_uid,
+        amount,
+        currency: data.currency.filter(|c| !c.is_empty()),
+    })
+}
+
+/// A 2xx answer whose body is not what PortOne documents.
+fn unexpected(answer: &Answer) -> UpstreamError {
+    UpstreamError {
+        kind: UpstreamErrorKind::Unavailable,
+        http_status: Some(answer.status),
+        upstream_code: None,
+        upstream_message: describe_body(answer.status, &answer.body),
+        retry_after: None,
+    }
+}
