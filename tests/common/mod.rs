@@ -4,7 +4,9 @@
 #![allow(dead_code)]
 
 pub mod otlp;
+pub mod otlp_http;
 pub mod process;
+pub mod tls;
 
 use std::{net::SocketAddr, time::Duration};
 

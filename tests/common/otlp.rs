@@ -24,13 +24,16 @@ use opentelemetry_proto::tonic::{
     trace::v1::Span,
 };
 use tokio::{net::TcpListener, sync::oneshot};
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, codec::CompressionEncoding, transport::ServerTlsConfig};
 
 #[derive(Default, Clone)]
 struct Received {
     spans: Arc<Mutex<Vec<Span>>>,
     resource_attributes: Arc<Mutex<Vec<(String, String)>>>,
-    trace_export_headers: Arc<Mutex<Vec<(String, String)>>>,
+    /// The headers of each trace export, one list per export.
+    trace_export_headers: Arc<Mutex<Vec<Vec<(String, String)>>>>,
+    /// The headers of each metric export, one list per export.
+    metric_export_headers: Arc<Mutex<Vec<Vec<(String, String)>>>>,
     /// Trace exports still to refuse with UNAVAILABLE.
     trace_exports_to_refuse: Arc<Mutex<usize>>,
     metric_names: Arc<Mutex<Vec<String>>>,
@@ -77,16 +80,10 @@ impl TraceService for Received {
                 return Err(Status::unavailable("collector restarting"));
             }
         }
-        self.trace_export_headers.lock().unwrap().extend(
-            request
-                .metadata()
-                .clone()
-                .into_headers()
-                .iter()
-                .filter_map(|(name, value)| {
-                    Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
-                }),
-        );
+        self.trace_export_headers
+            .lock()
+            .unwrap()
+            .push(header_pairs(request.metadata()));
         for resource_spans in request.into_inner().resource_spans {
             if let Some(resource) = resource_spans.resource {
                 let mut attributes = self.resource_attributes.lock().unwrap();
@@ -110,6 +107,10 @@ impl MetricsService for Received {
         &self,
         request: Request<ExportMetricsServiceRequest>,
     ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
+        self.metric_export_headers
+            .lock()
+            .unwrap()
+            .push(header_pairs(request.metadata()));
         for resource_metrics in request.into_inner().resource_metrics {
             for scope in resource_metrics.scope_metrics {
                 for metric in scope.metrics {
@@ -131,6 +132,18 @@ impl MetricsService for Received {
             partial_success: None,
         }))
     }
+}
+
+/// The text headers of an export.
+fn header_pairs(metadata: &tonic::metadata::MetadataMap) -> Vec<(String, String)> {
+    metadata
+        .clone()
+        .into_headers()
+        .iter()
+        .filter_map(|(name, value)| {
+            Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+        })
+        .collect()
 }
 
 /// A value as text (strings as they are, numbers in decimal).
@@ -166,14 +179,31 @@ pub struct OtlpReceiver {
 }
 
 impl OtlpReceiver {
+    /// A plaintext receiver on a loopback port.
     pub async fn start() -> OtlpReceiver {
+        OtlpReceiver::start_with(None).await
+    }
+
+    /// A receiver that serves TLS with `tls` (and, if it says so, requires a
+    /// client certificate); it takes gzip-compressed exports too.
+    pub async fn start_with(tls: Option<ServerTlsConfig>) -> OtlpReceiver {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let received = Received::default();
         let (stop, stopped) = oneshot::channel::<()>();
-        let server = tonic::transport::Server::builder()
-            .add_service(TraceServiceServer::new(received.clone()))
-            .add_service(MetricsServiceServer::new(received.clone()))
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = tls {
+            builder = builder.tls_config(tls).unwrap();
+        }
+        let server = builder
+            .add_service(
+                TraceServiceServer::new(received.clone())
+                    .accept_compressed(CompressionEncoding::Gzip),
+            )
+            .add_service(
+                MetricsServiceServer::new(received.clone())
+                    .accept_compressed(CompressionEncoding::Gzip),
+            )
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::TcpListenerStream::new(listener),
                 async {
@@ -208,7 +238,21 @@ impl OtlpReceiver {
 
     /// The headers of every trace export received.
     pub fn trace_export_headers(&self) -> Vec<(String, String)> {
-        self.received.trace_export_headers.lock().unwrap().clone()
+        self.received.trace_export_headers.lock().unwrap().concat()
+    }
+
+    /// The headers of each export (traces, then metrics), one list per export.
+    pub fn headers_per_export(&self) -> Vec<Vec<(String, String)>> {
+        let mut exports = self.received.trace_export_headers.lock().unwrap().clone();
+        exports.extend(
+            self.received
+                .metric_export_headers
+                .lock()
+                .unwrap()
+                .iter()
+                .cloned(),
+        );
+        exports
     }
 
     pub fn metric_names(&self) -> Vec<String> {

@@ -25,6 +25,8 @@ pub struct FacadeProcess {
     pub addr: SocketAddr,
     /// Log lines (stdout and stderr) after the `listening` line.
     pub logs: mpsc::Receiver<String>,
+    /// The log lines before it, the `listening` line included.
+    pub startup_logs: Vec<String>,
 }
 
 impl FacadeProcess {
@@ -55,11 +57,13 @@ impl FacadeProcess {
             }
         });
         let deadline = Instant::now() + Duration::from_secs(20);
+        let mut startup_logs = Vec::new();
         let addr = loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = logs
                 .recv_timeout(left)
                 .expect("a `listening` log line within 20 s");
+            startup_logs.push(line.clone());
             let Ok(json) = serde_json::from_str::<serde_json::Value>(&line) else {
                 continue;
             };
@@ -71,7 +75,12 @@ impl FacadeProcess {
                     .expect("an address");
             }
         };
-        FacadeProcess { child, addr, logs }
+        FacadeProcess {
+            child,
+            addr,
+            logs,
+            startup_logs,
+        }
     }
 
     /// Sends SIGTERM.
