@@ -31,14 +31,17 @@ struct Received {
     spans: Arc<Mutex<Vec<Span>>>,
     resource_attributes: Arc<Mutex<Vec<(String, String)>>>,
     /// The headers of each trace export, one list per export.
-    trace_export_headers: Arc<Mutex<Vec<Vec<(String, String)>>>>,
+    trace_export_headers: Arc<Mutex<Vec<Headers>>>,
     /// The headers of each metric export, one list per export.
-    metric_export_headers: Arc<Mutex<Vec<Vec<(String, String)>>>>,
+    metric_export_headers: Arc<Mutex<Vec<Headers>>>,
     /// Trace exports still to refuse with UNAVAILABLE.
     trace_exports_to_refuse: Arc<Mutex<usize>>,
     metric_names: Arc<Mutex<Vec<String>>>,
     histogram_counts: Arc<Mutex<BTreeMap<(String, Attributes), u64>>>,
 }
+
+/// An export's headers as `(name, value)` pairs.
+pub type Headers = Vec<(String, String)>;
 
 /// A data point's attributes as sorted `(key, text)` pairs.
 pub type Attributes = Vec<(String, String)>;
