@@ -67,7 +67,7 @@ fn exporters_started(process: &FacadeProcess) -> (bool, bool) {
         .startup_logs
         .iter()
         .find_map(|line| {
-            let json: serde_json::Value = serde_json::from_str(&line).ok()?;
+            let json: serde_json::Value = serde_json::from_str(line).ok()?;
             (json["message"] == "telemetry").then_some(json)
         })
         .expect("a telemetry line at start");
