@@ -11,7 +11,10 @@
 //!   p50/p99/p99.9, facade CPU per RPC, facade peak RSS, errors;
 //! - the read path in an open loop at a fixed rate (50% of the facade's c=32
 //!   throughput), latency from each call's scheduled send time;
-//! - tracing exported over OTLP/gRPC to an in-bench sink vs not;
+//! - tracing exported over OTLP/gRPC to an in-bench sink vs not, at 100% and
+//!   at `parentbased_traceidratio` 0.1 sampling; and, with
+//!   `BENCH_BASELINE_BIN=<another build's binary>`, this build against that
+//!   one, both untraced;
 //! - idle RSS, RSS with 1000 calls in flight, spawn → health `SERVING`, and
 //!   getToken calls for 1000 concurrent calls on a cold token.
 //!
@@ -439,15 +442,40 @@ async fn run(config: &Config, report: &mut Report, tally: &mut Tally) -> Result<
     drop(facade);
     drop(facade_proc);
 
-    // Tracing on vs off.
-    match tracing(config, &sandbox, ticks).await {
-        Ok(tracing) => {
-            for case in [&tracing.off, &tracing.on].into_iter().flatten() {
-                tally.case(&case.name, case.median.errors, case.first_error.as_deref());
+    // Tracing on vs off, at full and at a tenth of sampling; and, when
+    // `BENCH_BASELINE_BIN` names another build, this build against it,
+    // both untraced.
+    let mut pairs = vec![
+        Pair::traced("tracing at 100% sampling", "always_on", None, 1.0),
+        Pair::traced(
+            "tracing at parentbased_traceidratio 0.1",
+            "parentbased_traceidratio",
+            Some("0.1"),
+            0.1,
+        ),
+    ];
+    if let Some(baseline) = env::var("BENCH_BASELINE_BIN")
+        .ok()
+        .filter(|b| !b.is_empty())
+    {
+        pairs.push(Pair {
+            title: "this build vs the baseline binary, both untraced".to_owned(),
+            labels: ("this build".to_owned(), format!("baseline {baseline}")),
+            sampler: None,
+            on_binary: Some(baseline),
+        });
+    }
+    for pair in pairs {
+        let title = pair.title.clone();
+        match tracing(config, &sandbox, ticks, pair).await {
+            Ok(tracing) => {
+                for case in [&tracing.off, &tracing.on].into_iter().flatten() {
+                    tally.case(&case.name, case.median.errors, case.first_error.as_deref());
+                }
+                report.tracing.push(tracing);
             }
-            report.tracing = Some(tracing);
+            Err(error) => tally.broken(&title, error),
         }
-        Err(error) => tally.broken("tracing", error),
     }
 
     // Many calls in flight against a slow upstream.
@@ -665,28 +693,72 @@ async fn startup(config: &Config, sandbox: &SandboxProc) -> Result<Startup, Stri
     Ok(startup)
 }
 
+/// One side-by-side comparison: a facade of this build (`off`) against one
+/// that exports to an OTLP sink with `sampler`, or one of `on_binary`.
+struct Pair {
+    title: String,
+    labels: (String, String),
+    /// `OTEL_TRACES_SAMPLER`, its argument, and the share of calls sampled.
+    sampler: Option<(&'static str, Option<&'static str>, f64)>,
+    on_binary: Option<String>,
+}
+
+impl Pair {
+    /// This build untraced against this build traced with `sampler`.
+    fn traced(title: &str, sampler: &'static str, arg: Option<&'static str>, sampled: f64) -> Pair {
+        Pair {
+            title: title.to_owned(),
+            labels: ("tracing off".to_owned(), "tracing on".to_owned()),
+            sampler: Some((sampler, arg, sampled)),
+            on_binary: None,
+        }
+    }
+}
+
 /// The read path at the reference concurrency on two facades started side
-/// by side for this comparison, alike but for the OTLP export of one of
-/// them to the in-bench sink. (Reusing the facade of the other cases made
-/// a control, with both exporters set to `none`, read about 0.94.)
-async fn tracing(config: &Config, sandbox: &SandboxProc, ticks: f64) -> Result<Tracing, String> {
+/// by side for this comparison, alike but for what `pair` says. (Reusing the
+/// facade of the other cases made a control, with both exporters set to
+/// `none`, read about 0.94.)
+async fn tracing(
+    config: &Config,
+    sandbox: &SandboxProc,
+    ticks: f64,
+    pair: Pair,
+) -> Result<Tracing, String> {
+    let Pair {
+        title,
+        labels,
+        sampler,
+        on_binary,
+    } = pair;
     let sink = sink::Sink::start().await?;
-    let env = [
-        (
+    let mut env = Vec::new();
+    if let Some((sampler, arg, _)) = sampler {
+        env.push((
             "OTEL_EXPORTER_OTLP_ENDPOINT",
             format!("http://{}", sink.addr),
-        ),
-        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_owned()),
-        ("OTEL_TRACES_SAMPLER", "always_on".to_owned()),
-    ];
+        ));
+        env.push(("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_owned()));
+        env.push(("OTEL_TRACES_SAMPLER", sampler.to_owned()));
+        if let Some(arg) = arg {
+            env.push(("OTEL_TRACES_SAMPLER_ARG", arg.to_owned()));
+        }
+    }
+    let traced = sampler.is_some();
+    let sampled = sampler.map_or(0.0, |(_, _, sampled)| sampled);
     let plain_proc = FacadeProc::start(sandbox, &[])?;
-    let mut otel_proc = FacadeProc::start(sandbox, &env)?;
+    let mut otel_proc = match &on_binary {
+        Some(binary) => FacadeProc::start_binary(binary, sandbox, &env)?,
+        None => FacadeProc::start(sandbox, &env)?,
+    };
     wait_serving(plain_proc.addr, plain_proc.spawned_at).await?;
     wait_serving(otel_proc.addr, otel_proc.spawned_at).await?;
     println!(
-        "bench: facade without tracing at {} (pid {}); with tracing at {} (pid {}), OTLP sink at {}",
+        "bench: {title}: {} at {} (pid {}); {} at {} (pid {}), OTLP sink at {}",
+        labels.0,
         plain_proc.addr,
         plain_proc.pid(),
+        labels.1,
         otel_proc.addr,
         otel_proc.pid(),
         sink.addr
@@ -694,7 +766,7 @@ async fn tracing(config: &Config, sandbox: &SandboxProc, ticks: f64) -> Result<T
     let plain = Arc::new(Target::Facade(
         Facade::connect(plain_proc.addr, config.connections).await?,
     ));
-    let traced = Arc::new(Target::Facade(
+    let traced_target = Arc::new(Target::Facade(
         Facade::connect(otel_proc.addr, config.connections).await?,
     ));
     let on_facade = Observed {
@@ -717,9 +789,9 @@ async fn tracing(config: &Config, sandbox: &SandboxProc, ticks: f64) -> Result<T
     for rep in 0..config.reps {
         for traced_now in [rep % 2 == 1, rep % 2 == 0] {
             let (target, observed, label) = if traced_now {
-                (&traced, on_traced, "tracing on")
+                (&traced_target, on_traced, labels.1.as_str())
             } else {
-                (&plain, on_facade, "tracing off")
+                (&plain, on_facade, labels.0.as_str())
             };
             let run = closed_loop(target, shape, config.reference, observed).await;
             if traced_now {
@@ -741,10 +813,15 @@ async fn tracing(config: &Config, sandbox: &SandboxProc, ticks: f64) -> Result<T
         }
     }
     drop(plain);
-    drop(traced);
+    drop(traced_target);
     // Give the batch exporter its scheduled delay, then SIGTERM (which should
     // flush what is left).
-    let wait_until = Instant::now() + config.flush_wait;
+    let wait_until = Instant::now()
+        + if traced {
+            config.flush_wait
+        } else {
+            Duration::ZERO
+        };
     let mut last = sink.counts.spans();
     let mut stable_since = Instant::now();
     for _ in 0..1_000 {
@@ -756,7 +833,9 @@ async fn tracing(config: &Config, sandbox: &SandboxProc, ticks: f64) -> Result<T
         if now != last {
             last = now;
             stable_since = Instant::now();
-        } else if now >= calls_sent && stable_since.elapsed() >= Duration::from_millis(1_500) {
+        } else if now as f64 >= calls_sent as f64 * sampled
+            && stable_since.elapsed() >= Duration::from_millis(1_500)
+        {
             break;
         }
     }
@@ -773,7 +852,7 @@ async fn tracing(config: &Config, sandbox: &SandboxProc, ticks: f64) -> Result<T
         None,
         off,
     );
-    off_case.name = format!("{} (tracing off)", off_case.name);
+    off_case.name = format!("{} ({title}: {})", off_case.name, labels.0);
     let mut on_case = case(
         "closed",
         Op::Read,
@@ -782,7 +861,7 @@ async fn tracing(config: &Config, sandbox: &SandboxProc, ticks: f64) -> Result<T
         None,
         on,
     );
-    on_case.name = format!("{} (tracing on)", on_case.name);
+    on_case.name = format!("{} ({title}: {})", on_case.name, labels.1);
     let ratio = (off_case.median.rps > 0.0).then(|| on_case.median.rps / off_case.median.rps);
     let paired_ratios: Vec<f64> = off_case
         .reps
@@ -793,10 +872,14 @@ async fn tracing(config: &Config, sandbox: &SandboxProc, ticks: f64) -> Result<T
         .collect();
     let paired_ratio_median = (!paired_ratios.is_empty()).then(|| median(paired_ratios.clone()));
     println!(
-        "bench: tracing on ÷ off = {}; the sink received {spans_received} spans for {calls_sent} calls",
+        "bench: {title}: on ÷ off = {}; the sink received {spans_received} spans for {calls_sent} calls",
         ratio.map_or_else(|| "?".to_owned(), |r| format!("{r:.3}"))
     );
     Ok(Tracing {
+        title,
+        labels,
+        traced,
+        sampled,
         concurrency: config.reference,
         ratio,
         paired_ratios,
@@ -982,11 +1065,18 @@ fn targets(report: &Report, config: &Config) -> Vec<report::Target> {
             "ms",
             50.0,
         ),
+        // At 100% sampling there is no target: that is what the SDK costs.
         T::at_least(
-            &format!("throughput tracing on ÷ off, GetPreparedPayment c={c}"),
-            report.tracing.as_ref().and_then(|t| t.ratio),
+            &format!(
+                "throughput traced ÷ untraced at parentbased_traceidratio 0.1, GetPreparedPayment c={c}"
+            ),
+            report
+                .tracing
+                .iter()
+                .find(|t| t.traced && t.sampled < 1.0)
+                .and_then(|t| t.ratio),
             "",
-            0.9,
+            0.95,
         ),
         T::exactly(
             &format!(

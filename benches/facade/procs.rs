@@ -226,7 +226,16 @@ impl FacadeProc {
         sandbox: &SandboxProc,
         extra_env: &[(&str, String)],
     ) -> Result<FacadeProc, String> {
-        let mut command = Command::new(BINARY);
+        FacadeProc::start_binary(BINARY, sandbox, extra_env)
+    }
+
+    /// [`FacadeProc::start`] with another build's `binary`.
+    pub fn start_binary(
+        binary: &str,
+        sandbox: &SandboxProc,
+        extra_env: &[(&str, String)],
+    ) -> Result<FacadeProc, String> {
+        let mut command = Command::new(binary);
         command
             .env_clear()
             .env("LISTEN_ADDR", "127.0.0.1:0")
