@@ -5,7 +5,7 @@ use std::{fs, net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::secret::Secret;
+use crate::secret::{ExposeSecret, Secret, parse_secret, secret};
 
 /// The command line.
 #[derive(Debug, Parser)]
@@ -90,13 +90,13 @@ pub struct ServeArgs {
     )]
     pub link_api_url: String,
     /// PortOne `imp_key` (prefer PORTONE_IMP_KEY_FILE).
-    #[arg(long, env = "PORTONE_IMP_KEY", hide_env_values = true)]
+    #[arg(long, env = "PORTONE_IMP_KEY", hide_env_values = true, value_parser = parse_secret)]
     pub imp_key: Option<Secret>,
     /// File holding the PortOne `imp_key` (e.g. a Kubernetes Secret volume).
     #[arg(long, env = "PORTONE_IMP_KEY_FILE")]
     pub imp_key_file: Option<PathBuf>,
     /// PortOne `imp_secret` (prefer PORTONE_IMP_SECRET_FILE).
-    #[arg(long, env = "PORTONE_IMP_SECRET", hide_env_values = true)]
+    #[arg(long, env = "PORTONE_IMP_SECRET", hide_env_values = true, value_parser = parse_secret)]
     pub imp_secret: Option<Secret>,
     /// File holding the PortOne `imp_secret`.
     #[arg(long, env = "PORTONE_IMP_SECRET_FILE")]
@@ -196,8 +196,8 @@ impl ServeArgs {
         let upstream = if self.sandbox {
             Upstream::Sandbox
         } else {
-            let imp_key = secret(self.imp_key, self.imp_key_file, "PORTONE_IMP_KEY_FILE")?;
-            let imp_secret = secret(
+            let imp_key = read_secret(self.imp_key, self.imp_key_file, "PORTONE_IMP_KEY_FILE")?;
+            let imp_secret = read_secret(
                 self.imp_secret,
                 self.imp_secret_file,
                 "PORTONE_IMP_SECRET_FILE",
@@ -237,23 +237,26 @@ impl ServeArgs {
 }
 
 /// The secret from its file (trimmed) or its value; empty counts as missing.
-fn secret(
+fn read_secret(
     value: Option<Secret>,
     file: Option<PathBuf>,
     variable: &'static str,
 ) -> Result<Option<Secret>, ConfigError> {
-    let secret = match file {
+    let found = match file {
         Some(path) => {
-            let text = fs::read_to_string(&path).map_err(|source| ConfigError::SecretFile {
-                variable,
-                path: path.clone(),
-                source,
-            })?;
-            Some(Secret::new(text.trim()))
+            let text =
+                secret(
+                    fs::read_to_string(&path).map_err(|source| ConfigError::SecretFile {
+                        variable,
+                        path: path.clone(),
+                        source,
+                    })?,
+                );
+            Some(secret(text.expose_secret().trim()))
         }
-        None => value.map(|v| Secret::new(v.expose().trim())),
+        None => value.map(|v| secret(v.expose_secret().trim())),
     };
-    Ok(secret.filter(|s| !s.expose().is_empty()))
+    Ok(found.filter(|s| !s.expose_secret().is_empty()))
 }
 
 fn http_url(variable: &'static str, value: String) -> Result<String, ConfigError> {

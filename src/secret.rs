@@ -1,36 +1,25 @@
-//! A string that cannot be printed by accident.
+//! Secrets are `secrecy`'s [`SecretString`]: zeroized when dropped, redacted
+//! in `Debug`, with no `Display`, `Clone` or `PartialEq`. The text is reached
+//! only through [`ExposeSecret::expose_secret`], at the one place each
+//! secret is sent (the getToken body).
 
-use std::{fmt, str::FromStr};
+use std::{convert::Infallible, sync::Arc};
 
-/// A secret (PortOne key, secret or access token). `Debug` redacts it, it has
-/// no `Display`, and the only way to the text is [`Secret::expose`].
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub use secrecy::{ExposeSecret, SecretString};
 
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
+/// A secret that the parsed flags, the settings and the client hold without
+/// copying it: one zeroized copy behind an `Arc`.
+pub type Secret = Arc<SecretString>;
 
-    /// The secret text, for the one place that must send it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
+/// Wraps `text` as a [`Secret`].
+pub fn secret(text: impl Into<String>) -> Secret {
+    Arc::new(SecretString::from(text.into()))
 }
 
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
-
-impl FromStr for Secret {
-    type Err = std::convert::Infallible;
-
-    fn from_str(s: &str) -> Result<Secret, Self::Err> {
-        Ok(Secret::new(s))
-    }
+/// Parses a flag or variable straight into a [`Secret`], so that the value
+/// never sits in the parsed flags as plain text.
+pub fn parse_secret(text: &str) -> Result<Secret, Infallible> {
+    Ok(secret(text))
 }
 
 #[cfg(test)]
@@ -39,11 +28,7 @@ mod tests {
 
     #[test]
     fn debug_output_never_shows_the_value() {
-        let printed = format!(
-            "{:?} {:#?}",
-            Secret::new("imp_secret_value"),
-            Some(Secret::new("x1"))
-        );
+        let printed = format!("{:?} {:#?}", secret("imp_secret_value"), Some(secret("x1")));
         assert!(
             !printed.contains("imp_secret_value") && !printed.contains("x1"),
             "{printed}"

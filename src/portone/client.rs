@@ -21,7 +21,7 @@ use crate::{
     deadline::Deadline,
     ids::{LinkId, MerchantUid},
     money::Money,
-    secret::Secret,
+    secret::{ExposeSecret, Secret},
     telemetry::{in_token_span, record_retry, record_token_fetch},
 };
 
@@ -318,8 +318,8 @@ impl ClientInner {
     async fn fetch_token(&self) -> Result<AccessToken, UpstreamError> {
         record_token_fetch();
         let body = TokenBody {
-            imp_key: self.imp_key.expose(),
-            imp_secret: self.imp_secret.expose(),
+            imp_key: self.imp_key.expose_secret(),
+            imp_secret: self.imp_secret.expose_secret(),
         };
         let call = Call {
             method: Method::POST,
@@ -339,7 +339,7 @@ impl ClientInner {
             }
             error
         })?;
-        AccessToken::new(&data.access_token, data.now, data.expired_at)
+        AccessToken::new(data.access_token.expose_secret(), data.now, data.expired_at)
     }
 }
 
