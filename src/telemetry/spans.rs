@@ -69,11 +69,15 @@ fn code_name(code: i32) -> &'static str {
 
 /// The caller's W3C trace context and baggage, read from gRPC metadata.
 fn caller_context(headers: &HeaderMap) -> Context {
-    let propagator = TextMapCompositePropagator::new(vec![
-        Box::new(TraceContextPropagator::new()),
-        Box::new(BaggagePropagator::new()),
-    ]);
-    propagator.extract(&HeaderExtractor(headers))
+    static PROPAGATOR: OnceLock<TextMapCompositePropagator> = OnceLock::new();
+    PROPAGATOR
+        .get_or_init(|| {
+            TextMapCompositePropagator::new(vec![
+                Box::new(TraceContextPropagator::new()),
+                Box::new(BaggagePropagator::new()),
+            ])
+        })
+        .extract(&HeaderExtractor(headers))
 }
 
 /// One RPC: its SERVER span (when tracing is on) and its duration metric.
@@ -92,23 +96,27 @@ impl ServerCall {
         let name = request.uri().path().trim_start_matches('/').to_owned();
         let context = tracer().map(|tracer| {
             let parent = caller_context(request.headers());
-            let (service, method) = split_rpc(&name);
-            let mut attributes = vec![
-                KeyValue::new("rpc.system", "grpc"),
-                KeyValue::new("rpc.service", service.to_owned()),
-                KeyValue::new("rpc.method", method.to_owned()),
-            ];
-            if let Some(authority) = request.uri().authority() {
-                attributes.push(KeyValue::new("server.address", authority.host().to_owned()));
-                if let Some(port) = authority.port_u16() {
-                    attributes.push(KeyValue::new("server.port", i64::from(port)));
-                }
-            }
-            let span = tracer
+            let mut span = tracer
                 .span_builder(name.clone())
                 .with_kind(SpanKind::Server)
-                .with_attributes(attributes)
                 .start_with_context(tracer, &parent);
+            // The attributes are made only for a span the sampler kept: at
+            // a sampling ratio most are not.
+            if span.is_recording() {
+                let (service, method) = split_rpc(&name);
+                let mut attributes = vec![
+                    KeyValue::new("rpc.system", "grpc"),
+                    KeyValue::new("rpc.service", service.to_owned()),
+                    KeyValue::new("rpc.method", method.to_owned()),
+                ];
+                if let Some(authority) = request.uri().authority() {
+                    attributes.push(KeyValue::new("server.address", authority.host().to_owned()));
+                    if let Some(port) = authority.port_u16() {
+                        attributes.push(KeyValue::new("server.port", i64::from(port)));
+                    }
+                }
+                span.set_attributes(attributes);
+            }
             parent.with_span(span)
         });
         ServerCall {
@@ -177,9 +185,9 @@ fn split_rpc(name: &str) -> (&str, &str) {
 pub(crate) fn record_merchant_uid(merchant_uid: &str) {
     if tracer().is_some() {
         Context::map_current(|cx| {
-            if cx.has_active_span() {
-                cx.span()
-                    .set_attribute(KeyValue::new("merchant_uid", merchant_uid.to_owned()));
+            let span = cx.span();
+            if span.is_recording() {
+                span.set_attribute(KeyValue::new("merchant_uid", merchant_uid.to_owned()));
             }
         });
     }
@@ -232,21 +240,24 @@ impl ClientAttempt {
         let method = http_method_name(method);
         let host = url.host_str().unwrap_or_default();
         let span = tracer().map(|tracer| {
-            let mut attributes = vec![
-                KeyValue::new("http.request.method", method),
-                KeyValue::new("url.full", url.as_str().to_owned()),
-                KeyValue::new("server.address", host.to_owned()),
-            ];
-            if let Some(port) = url.port_or_known_default() {
-                attributes.push(KeyValue::new("server.port", i64::from(port)));
-            }
-            Context::map_current(|parent| {
+            let mut span = Context::map_current(|parent| {
                 tracer
                     .span_builder(span_name)
                     .with_kind(SpanKind::Client)
-                    .with_attributes(attributes)
                     .start_with_context(tracer, parent)
-            })
+            });
+            if span.is_recording() {
+                let mut attributes = vec![
+                    KeyValue::new("http.request.method", method),
+                    KeyValue::new("url.full", url.as_str().to_owned()),
+                    KeyValue::new("server.address", host.to_owned()),
+                ];
+                if let Some(port) = url.port_or_known_default() {
+                    attributes.push(KeyValue::new("server.port", i64::from(port)));
+                }
+                span.set_attributes(attributes);
+            }
+            span
         });
         ClientAttempt {
             span,
