@@ -442,7 +442,7 @@ async fn run(config: &Config, report: &mut Report, tally: &mut Tally) -> Result<
     drop(facade);
     drop(facade_proc);
 
-    // Tracing on vs off, at full and at a tenth of sampling; and, when
+    // Tracing on vs off, at full, at a tenth and at no sampling; and, when
     // `BENCH_BASELINE_BIN` names another build, this build against it,
     // both untraced.
     let mut pairs = vec![
@@ -453,6 +453,9 @@ async fn run(config: &Config, report: &mut Report, tally: &mut Tally) -> Result<
             Some("0.1"),
             0.1,
         ),
+        // What tracing costs when no span is kept: the metrics, and the
+        // unsampled spans' context and propagation.
+        Pair::traced("telemetry on, sampler always_off", "always_off", None, 0.0),
     ];
     if let Some(baseline) = env::var("BENCH_BASELINE_BIN")
         .ok()

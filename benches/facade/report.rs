@@ -530,7 +530,7 @@ impl Report {
                     opt(t.spans_per_call, 2)
                 );
             }
-            if t.spans_received == 0 {
+            if t.spans_received == 0 && t.sampled > 0.0 {
                 md.push_str(
                     "\n**The sink received no spans**: the facade exported nothing with \
                      `OTEL_EXPORTER_OTLP_ENDPOINT` set, so \"tracing on\" measured a facade that does not trace.\n",
