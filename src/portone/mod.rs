@@ -30,7 +30,7 @@ use crate::{
     deadline::Deadline,
     ids::{LinkId, MerchantUid},
     money::Money,
-    secret::Secret,
+    secret::{ExposeSecret, SecretString},
     telemetry::{UpstreamHost, instruments, tracing_enabled},
 };
 
@@ -43,16 +43,16 @@ const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~');
 
 /// Where PortOne is and how to talk to it.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ClientConfig {
     /// Base URL of the token and prepare API (`https://api.iamport.kr`).
     pub api_url: String,
     /// Base URL of the payment-link API (`https://api.iamport.co`).
     pub link_api_url: String,
     /// `imp_key`.
-    pub imp_key: Secret,
+    pub imp_key: SecretString,
     /// `imp_secret`.
-    pub imp_secret: Secret,
+    pub imp_secret: SecretString,
     /// Longest wait for one attempt; the caller's deadline caps it further.
     pub attempt_timeout: Duration,
 }
@@ -343,8 +343,8 @@ impl ClientInner {
             instruments.token_refreshes.add(1, &[]);
         }
         let body = TokenBody {
-            imp_key: self.config.imp_key.expose(),
-            imp_secret: self.config.imp_secret.expose(),
+            imp_key: self.config.imp_key.expose_secret(),
+            imp_secret: self.config.imp_secret.expose_secret(),
         };
         let call = Call {
             method: Method::POST,

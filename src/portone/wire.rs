@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::model::{NewPaymentLink, PayMethodInfo};
-use crate::money::Money;
+use crate::{money::Money, secret::SecretString};
 
 /// The `{code, message, response}` envelope of every api.iamport.kr answer.
 #[derive(Deserialize)]
@@ -35,7 +35,7 @@ pub(crate) struct TokenBody<'a> {
 /// `response` of getToken. Holds the token: never `Debug`.
 #[derive(Deserialize)]
 pub(crate) struct TokenData {
-    pub access_token: String,
+    pub access_token: SecretString,
     pub now: i64,
     pub expired_at: i64,
 }

@@ -15,7 +15,7 @@ use portone_facade::{
         payment_prepare_service_client::PaymentPrepareServiceClient,
     },
     sandbox::{Sandbox, SandboxOptions},
-    secret::Secret,
+    secret::SecretString,
 };
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tonic::{Code, Status, transport::Channel};
@@ -28,8 +28,8 @@ pub fn settings(api_url: &str, imp_key: &str, imp_secret: &str) -> Settings {
         upstream: Upstream::PortOne {
             api_url: api_url.to_owned(),
             link_api_url: api_url.to_owned(),
-            imp_key: Secret::new(imp_key),
-            imp_secret: Secret::new(imp_secret),
+            imp_key: SecretString::from(imp_key),
+            imp_secret: SecretString::from(imp_secret),
         },
         user_code: Some("imp12345678".to_owned()),
         upstream_timeout: Duration::from_secs(3),
