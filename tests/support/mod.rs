@@ -1,9 +1,19 @@
-//! A facade served in-process on a loopback port, and helpers to read the
-//! rich error details of its answers.
+//! What the integration tests and the benchmark share: the binary as a
+//! child process ([`process`]), an OTLP receiver ([`otlp`]), PortOne's JSON
+//! as a client reads it ([`portone`]), and here a facade served in-process
+//! on a loopback port, with helpers to read the rich error details of its
+//! answers.
+//!
+//! Each test declares `mod support;`; the bench includes this file with
+//! `#[path = "../tests/support/mod.rs"] mod support;`.
 
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    reason = "each test crate and the bench use a different part of this module"
+)]
 
 pub mod otlp;
+pub mod portone;
 pub mod process;
 
 use std::{net::SocketAddr, time::Duration};
