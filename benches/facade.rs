@@ -691,8 +691,8 @@ async fn startup(config: &Config, sandbox: &SandboxProc) -> Result<Startup, Stri
 
 /// The read path at the reference concurrency on two facades started side
 /// by side for this comparison, alike but for the OTLP export of one of
-/// them to the in-bench sink. (Reusing the facade of the other cases made
-/// a control, with both exporters set to `none`, read about 0.94.)
+/// them to the in-bench sink: fresh, so that neither carries the history of
+/// the other cases (`docs/benchmark.md`).
 async fn tracing(config: &Config, sandbox: &SandboxProc, ticks: f64) -> Result<Tracing, String> {
     let sink = OtlpReceiver::start(Keep::Counts)?;
     let env = [

@@ -12,12 +12,9 @@ use portone_facade::{
 };
 use tokio::net::TcpListener;
 
-/// jemalloc rather than glibc's malloc. It was chosen while spans were
-/// allocated on the serving threads and freed on the SDK exporter's, which
-/// glibc paid for in arena locks and page faults: in the benchmark it took
-/// tracing on ÷ off from about 0.8 to about 0.85, and idle RSS rose by
-/// 1 MiB. Spans no longer cross threads (`telemetry::span_batch`); it has
-/// not been measured against glibc since.
+/// jemalloc rather than glibc's malloc, which pays in arena locks and page
+/// faults for memory allocated on one thread and freed on another, as spans
+/// are when a batch processor exports them (`docs/benchmark.md`).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -4,13 +4,12 @@
 //!
 //! It serves from a thread and runtime of its own, so that taking in an
 //! export never runs on a worker of the test or of the bench's load
-//! generator, as a collector elsewhere would not. (In the runs recorded in
-//! `docs/benchmark.md` this made no difference that could be told from the
-//! noise.) The bench's receiver shares the facade's cores, so what it spends
-//! is taken from the facade's throughput: with [`Keep::Counts`] trace
-//! exports are read with a schema that keeps only each span's name (prost
-//! skips every other field without building it), which costs a fraction of
-//! a full decode and still proves each span arrived.
+//! generator, as a collector elsewhere would not. The bench's receiver
+//! shares the facade's cores, so what it spends is taken from the facade's
+//! throughput: with [`Keep::Counts`] trace exports are read with a schema
+//! that keeps only each span's name (prost skips every other field without
+//! building it), which costs a fraction of a full decode and still proves
+//! each span arrived.
 
 use std::{
     borrow::Cow,
