@@ -33,12 +33,12 @@
 
 #[path = "facade/load.rs"]
 mod load;
-#[path = "facade/procs.rs"]
-mod procs;
+#[path = "facade/procfs.rs"]
+mod procfs;
 #[path = "facade/report.rs"]
 mod report;
-#[path = "facade/sink.rs"]
-mod sink;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::{
     collections::BTreeMap,
@@ -51,9 +51,13 @@ use std::{
 };
 
 use load::{Direct, Facade, Observed, Op, Shape, Target, burst, closed_loop, open_loop};
-use procs::{FacadeProc, SandboxProc, mib, status_kib};
+use procfs::{mib, status_kib};
 use report::{
     Case, InFlight, Meta, Report, StartRep, Startup, Stats, Tracing, median, median_some,
+};
+use support::{
+    otlp::{Keep, OtlpReceiver},
+    process::{self, FacadeProc, Output, SandboxProc, facade_command},
 };
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::{
@@ -288,14 +292,14 @@ fn write_report(dir: &Path, report: &Report, markdown: &str) -> Result<PathBuf, 
 }
 
 async fn run(config: &Config, report: &mut Report, tally: &mut Tally) -> Result<(), String> {
-    let ticks = procs::ticks_per_second();
+    let ticks = procfs::ticks_per_second();
     println!(
         "bench: {} run; binary {}; report to {}",
         report.meta.mode,
-        procs::BINARY,
+        process::BINARY,
         config.out_dir.display()
     );
-    let sandbox = SandboxProc::start(None)?;
+    let sandbox = SandboxProc::start(None, Output::Stdout)?;
     println!(
         "bench: sandbox at {} (pid {})",
         sandbox.url,
@@ -323,11 +327,11 @@ async fn run(config: &Config, report: &mut Report, tally: &mut Tally) -> Result<
     }
 
     // The facade for the closed and open loops.
-    let facade_proc = FacadeProc::start(&sandbox, &[])?;
+    let facade_proc = start_facade(&sandbox, None, &[])?;
     wait_serving(facade_proc.addr, facade_proc.spawned_at).await?;
     tokio::time::sleep(Duration::from_millis(100)).await;
     report.main_facade_idle_rss_mib = status_kib(facade_proc.pid(), "VmRSS").map(mib);
-    report.meta.peak_rss_reset = procs::reset_peak_rss(facade_proc.pid());
+    report.meta.peak_rss_reset = procfs::reset_peak_rss(facade_proc.pid());
     println!(
         "bench: facade at {} (pid {})",
         facade_proc.addr,
@@ -571,6 +575,41 @@ async fn prepare_read_uids(direct: &Arc<Target>, count: u64) -> Result<(), Strin
     Ok(())
 }
 
+/// Starts the facade (this build's, or `binary`) in front of `sandbox` on an
+/// ephemeral loopback port, logging warnings and its `listening` line, with
+/// `extra_env` beside the standard settings.
+fn start_facade(
+    sandbox: &SandboxProc,
+    binary: Option<&str>,
+    extra_env: &[(&str, String)],
+) -> Result<FacadeProc, String> {
+    let mut command = facade_command(&sandbox.url, &sandbox.imp_key, &sandbox.imp_secret);
+    if let Some(binary) = binary {
+        // The same arguments and environment, another program.
+        let mut other = std::process::Command::new(binary);
+        other.env_clear();
+        other.envs(
+            command
+                .get_envs()
+                .filter_map(|(name, value)| Some((name, value?))),
+        );
+        command = other;
+    }
+    command.env("RUST_LOG", "warn,portone_facade::server=info");
+    for (name, value) in extra_env {
+        command.env(name, value);
+    }
+    // For experiments: `BENCH_FACADE_ENV="TOKIO_WORKER_THREADS=1 MAX_IN_FLIGHT=64"`.
+    if let Ok(pairs) = env::var("BENCH_FACADE_ENV") {
+        for pair in pairs.split_whitespace() {
+            if let Some((name, value)) = pair.split_once('=') {
+                command.env(name, value);
+            }
+        }
+    }
+    FacadeProc::start(command, Output::Stdout)
+}
+
 /// Polls grpc.health.v1 Check (overall) about every millisecond until
 /// `SERVING`; returns the time since `spawned_at` and the number of polls.
 async fn wait_serving(addr: SocketAddr, spawned_at: Instant) -> Result<(Duration, u32), String> {
@@ -643,7 +682,7 @@ async fn startup(config: &Config, sandbox: &SandboxProc) -> Result<Startup, Stri
     };
     for rep in 0..config.startup_reps {
         let before = get_token_calls(&sandbox.url).await?;
-        let facade_proc = FacadeProc::start(sandbox, &[])?;
+        let facade_proc = start_facade(sandbox, None, &[])?;
         let (serving, polls) = wait_serving(facade_proc.addr, facade_proc.spawned_at).await?;
         tokio::time::sleep(Duration::from_millis(200)).await;
         let idle_rss = status_kib(facade_proc.pid(), "VmRSS").map(mib);
@@ -719,9 +758,8 @@ impl Pair {
 }
 
 /// The read path at the reference concurrency on two facades started side
-/// by side for this comparison, alike but for what `pair` says. (Reusing the
-/// facade of the other cases made a control, with both exporters set to
-/// `none`, read about 0.94.)
+/// by side for this comparison, alike but for what `pair` says: fresh, so
+/// that neither carries the history of the other cases (`docs/benchmark.md`).
 async fn tracing(
     config: &Config,
     sandbox: &SandboxProc,
@@ -734,7 +772,7 @@ async fn tracing(
         sampler,
         on_binary,
     } = pair;
-    let sink = sink::Sink::start().await?;
+    let sink = OtlpReceiver::start(Keep::Counts)?;
     let mut env = Vec::new();
     if let Some((sampler, arg, _)) = sampler {
         env.push((
@@ -749,11 +787,8 @@ async fn tracing(
     }
     let traced = sampler.is_some();
     let sampled = sampler.map_or(0.0, |(_, _, sampled)| sampled);
-    let plain_proc = FacadeProc::start(sandbox, &[])?;
-    let mut otel_proc = match &on_binary {
-        Some(binary) => FacadeProc::start_binary(binary, sandbox, &env)?,
-        None => FacadeProc::start(sandbox, &env)?,
-    };
+    let plain_proc = start_facade(sandbox, None, &[])?;
+    let mut otel_proc = start_facade(sandbox, on_binary.as_deref(), &env)?;
     wait_serving(plain_proc.addr, plain_proc.spawned_at).await?;
     wait_serving(otel_proc.addr, otel_proc.spawned_at).await?;
     println!(
@@ -825,14 +860,14 @@ async fn tracing(
         } else {
             Duration::ZERO
         };
-    let mut last = sink.counts.spans();
+    let mut last = sink.counts().spans();
     let mut stable_since = Instant::now();
     for _ in 0..1_000 {
         if Instant::now() >= wait_until {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let now = sink.counts.spans();
+        let now = sink.counts().spans();
         if now != last {
             last = now;
             stable_since = Instant::now();
@@ -842,11 +877,11 @@ async fn tracing(
             break;
         }
     }
-    let spans_before_shutdown = sink.counts.spans();
+    let spans_before_shutdown = sink.counts().spans();
     otel_proc.proc.terminate();
     let exited = otel_proc.proc.wait_exit(Duration::from_secs(25));
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let spans_received = sink.counts.spans();
+    let spans_received = sink.counts().spans();
     let mut off_case = case(
         "closed",
         Op::Read,
@@ -891,17 +926,11 @@ async fn tracing(
         spans_before_shutdown,
         spans_received,
         spans_per_call: (calls_sent > 0).then(|| spans_received as f64 / calls_sent as f64),
-        trace_exports: sink
-            .counts
-            .trace_exports
-            .load(std::sync::atomic::Ordering::Relaxed),
-        span_names: sink::Counts::names(&sink.counts.span_names),
-        metric_exports: sink
-            .counts
-            .metric_exports
-            .load(std::sync::atomic::Ordering::Relaxed),
-        metric_names: sink::Counts::names(&sink.counts.metric_names),
-        exited_cleanly: exited.map(|status| status.success()),
+        trace_exports: sink.counts().trace_exports(),
+        span_names: sink.counts().span_names(),
+        metric_exports: sink.counts().metric_exports(),
+        metric_names: sink.counts().metric_names(),
+        exited_cleanly: exited.ok().map(|status| status.success()),
         env: env
             .iter()
             .map(|(k, v)| ((*k).to_owned(), v.clone()))
@@ -915,8 +944,8 @@ async fn tracing(
 /// sandbox that answers after `config.in_flight_latency`, sampling the
 /// facade's RSS while they wait.
 async fn in_flight(config: &Config) -> Result<InFlight, String> {
-    let slow = SandboxProc::start(Some(config.in_flight_latency))?;
-    let facade_proc = FacadeProc::start(&slow, &[])?;
+    let slow = SandboxProc::start(Some(config.in_flight_latency), Output::Stdout)?;
+    let facade_proc = start_facade(&slow, None, &[])?;
     wait_serving(facade_proc.addr, facade_proc.spawned_at).await?;
     let pid = facade_proc.pid();
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -929,7 +958,7 @@ async fn in_flight(config: &Config) -> Result<InFlight, String> {
     let target = Arc::new(Target::Facade(
         Facade::connect(facade_proc.addr, config.connections).await?,
     ));
-    procs::reset_peak_rss(pid);
+    procfs::reset_peak_rss(pid);
     let calls = config.in_flight;
     let task = {
         let target = Arc::clone(&target);
@@ -1113,10 +1142,10 @@ fn meta(config: &Config) -> Meta {
         kernel: read("/proc/sys/kernel/osrelease").trim().to_owned(),
         cpu_model,
         cores: std::thread::available_parallelism().map_or(0, usize::from),
-        clk_tck: procs::ticks_per_second(),
+        clk_tck: procfs::ticks_per_second(),
         loadavg_start: loadavg(),
         loadavg_end: String::new(),
-        binary: procs::BINARY.to_owned(),
+        binary: process::BINARY.to_owned(),
         warmup_ms: u64::try_from(config.warmup.as_millis()).unwrap_or(u64::MAX),
         measure_ms: u64::try_from(config.measure.as_millis()).unwrap_or(u64::MAX),
         open_measure_ms: u64::try_from(config.open_measure.as_millis()).unwrap_or(u64::MAX),

@@ -1,11 +1,11 @@
 //! Configuration: flags with environment fallbacks (DESIGN §4). Secrets are
-//! [`Secret`]s, so no `Debug` of the configuration can print them.
+//! [`SecretString`]s, so no `Debug` of the configuration can print them.
 
 use std::{fs, net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::secret::{ExposeSecret, Secret, parse_secret, secret};
+use crate::secret::{ExposeSecret, SecretString};
 
 /// The command line.
 #[derive(Debug, Parser)]
@@ -90,14 +90,14 @@ pub struct ServeArgs {
     )]
     pub link_api_url: String,
     /// PortOne `imp_key` (prefer PORTONE_IMP_KEY_FILE).
-    #[arg(long, env = "PORTONE_IMP_KEY", hide_env_values = true, value_parser = parse_secret)]
-    pub imp_key: Option<Secret>,
+    #[arg(long, env = "PORTONE_IMP_KEY", hide_env_values = true)]
+    pub imp_key: Option<SecretString>,
     /// File holding the PortOne `imp_key` (e.g. a Kubernetes Secret volume).
     #[arg(long, env = "PORTONE_IMP_KEY_FILE")]
     pub imp_key_file: Option<PathBuf>,
     /// PortOne `imp_secret` (prefer PORTONE_IMP_SECRET_FILE).
-    #[arg(long, env = "PORTONE_IMP_SECRET", hide_env_values = true, value_parser = parse_secret)]
-    pub imp_secret: Option<Secret>,
+    #[arg(long, env = "PORTONE_IMP_SECRET", hide_env_values = true)]
+    pub imp_secret: Option<SecretString>,
     /// File holding the PortOne `imp_secret`.
     #[arg(long, env = "PORTONE_IMP_SECRET_FILE")]
     pub imp_secret_file: Option<PathBuf>,
@@ -122,7 +122,7 @@ pub struct ServeArgs {
 }
 
 /// Where the facade sends its calls.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum Upstream {
     /// The embedded emulator, started by the server.
     Sandbox,
@@ -133,14 +133,14 @@ pub enum Upstream {
         /// Payment-link API.
         link_api_url: String,
         /// `imp_key`.
-        imp_key: Secret,
+        imp_key: SecretString,
         /// `imp_secret`.
-        imp_secret: Secret,
+        imp_secret: SecretString,
     },
 }
 
 /// Checked settings of the server.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Settings {
     /// gRPC listen address.
     pub listen_addr: SocketAddr,
@@ -196,8 +196,8 @@ impl ServeArgs {
         let upstream = if self.sandbox {
             Upstream::Sandbox
         } else {
-            let imp_key = read_secret(self.imp_key, self.imp_key_file, "PORTONE_IMP_KEY_FILE")?;
-            let imp_secret = read_secret(
+            let imp_key = secret(self.imp_key, self.imp_key_file, "PORTONE_IMP_KEY_FILE")?;
+            let imp_secret = secret(
                 self.imp_secret,
                 self.imp_secret_file,
                 "PORTONE_IMP_SECRET_FILE",
@@ -236,27 +236,30 @@ impl ServeArgs {
     }
 }
 
-/// The secret from its file (trimmed) or its value; empty counts as missing.
-fn read_secret(
-    value: Option<Secret>,
+/// The secret from its file or its value, trimmed; empty counts as missing.
+fn secret(
+    value: Option<SecretString>,
     file: Option<PathBuf>,
     variable: &'static str,
-) -> Result<Option<Secret>, ConfigError> {
-    let found = match file {
+) -> Result<Option<SecretString>, ConfigError> {
+    match file {
         Some(path) => {
-            let text =
-                secret(
-                    fs::read_to_string(&path).map_err(|source| ConfigError::SecretFile {
-                        variable,
-                        path: path.clone(),
-                        source,
-                    })?,
-                );
-            Some(secret(text.expose_secret().trim()))
+            let text = fs::read_to_string(&path).map_err(|source| ConfigError::SecretFile {
+                variable,
+                path: path.clone(),
+                source,
+            })?;
+            Ok(trimmed(&SecretString::from(text)))
         }
-        None => value.map(|v| secret(v.expose_secret().trim())),
-    };
-    Ok(found.filter(|s| !s.expose_secret().is_empty()))
+        None => Ok(value.as_ref().and_then(trimmed)),
+    }
+}
+
+/// `secret` without surrounding whitespace, unless nothing is left. The text
+/// is read here only to be trimmed, never printed.
+fn trimmed(secret: &SecretString) -> Option<SecretString> {
+    let text = secret.expose_secret().trim();
+    (!text.is_empty()).then(|| SecretString::from(text))
 }
 
 fn http_url(variable: &'static str, value: String) -> Result<String, ConfigError> {
@@ -265,5 +268,50 @@ fn http_url(variable: &'static str, value: String) -> Result<String, ConfigError
             Ok(value)
         }
         _ => Err(ConfigError::BadUrl { variable, value }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn debug_of_the_arguments_and_settings_never_shows_the_secrets() {
+        let cli = Cli::try_parse_from([
+            "portone-facade",
+            "--imp-key",
+            " key-value-1234 ",
+            "--imp-secret",
+            "secret-value-5678",
+        ])
+        .unwrap();
+        let args = format!("{:?}", cli.serve);
+        let settings = format!("{:?}", cli.serve.resolve().unwrap());
+        for printed in [args, settings] {
+            assert!(
+                !printed.contains("key-value-1234") && !printed.contains("secret-value-5678"),
+                "{printed}"
+            );
+        }
+    }
+
+    #[test]
+    fn secrets_are_trimmed_and_blank_ones_are_missing() {
+        let key = secret(
+            Some(SecretString::from(" key\n")),
+            None,
+            "PORTONE_IMP_KEY_FILE",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(key.expose_secret(), "key");
+        let blank = secret(
+            Some(SecretString::from(" \n")),
+            None,
+            "PORTONE_IMP_KEY_FILE",
+        );
+        assert!(blank.unwrap().is_none());
     }
 }

@@ -28,7 +28,7 @@ use crate::{
     config::{Settings, Upstream},
     portone::{ClientConfig, PortOneClient},
     sandbox::{SANDBOX_USER_CODE, Sandbox, SandboxOptions},
-    secret::secret,
+    secret::SecretString,
     server::{BoxError, ServerOptions},
 };
 
@@ -52,8 +52,8 @@ pub async fn run(
             let config = ClientConfig {
                 api_url: sandbox.url(),
                 link_api_url: sandbox.url(),
-                imp_key: secret(sandbox.imp_key()),
-                imp_secret: secret(sandbox.imp_secret()),
+                imp_key: SecretString::from(sandbox.imp_key()),
+                imp_secret: SecretString::from(sandbox.imp_secret()),
                 attempt_timeout: settings.upstream_timeout,
             };
             _sandbox = Some(sandbox);

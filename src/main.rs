@@ -12,9 +12,9 @@ use portone_facade::{
 };
 use tokio::net::TcpListener;
 
-/// jemalloc rather than glibc's malloc: spans are allocated on the serving
-/// threads and freed on the SDK's export thread, which glibc pays for in
-/// arena locks (figures in `docs/benchmark.md`).
+/// jemalloc rather than glibc's malloc, which pays in arena locks and page
+/// faults for memory allocated on one thread and freed on another, as spans
+/// are when a batch processor exports them (`docs/benchmark.md`).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -1,15 +1,15 @@
 //! The caller's deadline caps every upstream wait and is reported as
 //! DEADLINE_EXCEEDED, never CANCELLED.
 
-mod common;
+mod support;
 
 use std::time::{Duration, Instant};
 
-use common::{assert_error, sandbox_and_facade};
 use portone_facade::{
     pb::GetPreparedPaymentRequest,
     sandbox::{Endpoint, Fault},
 };
+use support::{assert_error, sandbox_and_facade};
 use tonic::{Code, Request};
 
 fn get_with_deadline(timeout: Duration) -> Request<GetPreparedPaymentRequest> {

@@ -1,15 +1,15 @@
 //! Every row of the error table (DESIGN §2), with the retry rules.
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::{
-    Facade, assert_error, error_info, merchant_uid, prepared, sandbox_and_facade, settings,
-};
 use portone_facade::{
     pb::GetPreparedPaymentRequest,
     sandbox::{Endpoint, Fault, Sandbox},
+};
+use support::{
+    Facade, assert_error, error_info, merchant_uid, prepared, sandbox_and_facade, settings,
 };
 use tonic::{Code, Request, Status};
 use tonic_types::StatusExt;
@@ -277,7 +277,7 @@ async fn calls_beyond_the_in_flight_limit_are_resource_exhausted_overloaded() {
             .await
     });
     // The slow call holds the only slot once it waits for its token.
-    common::wait_until_called(&sandbox, Endpoint::GetToken).await;
+    support::wait_until_called(&sandbox, Endpoint::GetToken).await;
     let status = facade
         .prepare_client()
         .get_prepared_payment(GetPreparedPaymentRequest {

@@ -2,7 +2,7 @@
 //! `scripts/install-tools.sh`): list, describe, one call of each RPC, the
 //! health check, and an error whose details grpcurl decodes.
 
-mod common;
+mod support;
 
 use std::{
     path::PathBuf,
@@ -10,8 +10,8 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use common::process::{FacadeProcess, binary};
 use serde_json::Value;
+use support::process::{FacadeProc, Output, binary};
 
 /// grpcurl from `GRPCURL`, the project's tool cache, or PATH.
 fn grpcurl_path() -> PathBuf {
@@ -25,7 +25,7 @@ fn grpcurl_path() -> PathBuf {
 }
 
 struct Grpcurl {
-    process: FacadeProcess,
+    process: FacadeProc,
 }
 
 impl Grpcurl {
@@ -33,7 +33,7 @@ impl Grpcurl {
         let mut command = binary();
         command.args(["--sandbox", "--listen-addr", "127.0.0.1:0"]);
         Grpcurl {
-            process: FacadeProcess::start(command),
+            process: FacadeProc::start(command, Output::Logs).unwrap(),
         }
     }
 

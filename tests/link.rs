@@ -1,9 +1,9 @@
 //! PaymentLinkService against the sandbox.
 
-mod common;
+mod support;
 
-use common::{assert_error, link_request, merchant_uid, sandbox_and_facade};
 use portone_facade::{pb::DisablePaymentLinkRequest, sandbox::Endpoint};
+use support::{assert_error, link_request, merchant_uid, sandbox_and_facade};
 use tonic::Code;
 
 #[tokio::test]

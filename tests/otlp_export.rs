@@ -3,22 +3,22 @@
 //! OTLP/HTTP with protobuf bodies and gzip, export headers that never show
 //! in the output, a collector that is down, and signals turned off.
 
-mod common;
+mod support;
 
-use std::{process::Command, time::Duration};
+use std::time::Duration;
 
-use common::{
-    otlp::OtlpReceiver,
-    otlp_http::OtlpHttpReceiver,
-    process::{FacadeProcess, binary},
-    tls::TestCa,
-};
 use portone_facade::{
     pb::{
         GetPreparedPaymentRequest, PreparePaymentRequest,
         payment_prepare_service_client::PaymentPrepareServiceClient,
     },
     sandbox::Sandbox,
+};
+use support::{
+    otlp::{Keep, OtlpReceiver},
+    otlp_http::OtlpHttpReceiver,
+    process::{FacadeProc, Output, facade_command},
+    tls::TestCa,
 };
 use tonic::{Request, transport::Channel};
 
@@ -27,30 +27,25 @@ const PREPARE_SPAN: &str = "portone.facade.v1.PaymentPrepareService/PreparePayme
 
 /// A facade process in front of `sandbox`, with short export intervals and
 /// `otel_env` on top.
-fn facade(sandbox: &Sandbox, otel_env: &[(&str, &str)]) -> FacadeProcess {
-    let mut command: Command = binary();
+fn facade(sandbox: &Sandbox, otel_env: &[(&str, &str)]) -> FacadeProc {
+    let mut command = facade_command(&sandbox.url(), sandbox.imp_key(), sandbox.imp_secret());
     command
-        .env("LISTEN_ADDR", "127.0.0.1:0")
-        .env("PORTONE_API_URL", sandbox.url())
-        .env("PORTONE_LINK_API_URL", sandbox.url())
-        .env("PORTONE_IMP_KEY", sandbox.imp_key())
-        .env("PORTONE_IMP_SECRET", sandbox.imp_secret())
         .env("OTEL_BSP_SCHEDULE_DELAY", "100")
         .env("OTEL_METRIC_EXPORT_INTERVAL", "300");
     for (name, value) in otel_env {
         command.env(name, value);
     }
-    FacadeProcess::start(command)
+    FacadeProc::start(command, Output::Logs).unwrap()
 }
 
-fn client(process: &FacadeProcess) -> PaymentPrepareServiceClient<Channel> {
+fn client(process: &FacadeProc) -> PaymentPrepareServiceClient<Channel> {
     let channel = Channel::from_shared(format!("http://{}", process.addr))
         .unwrap()
         .connect_lazy();
     PaymentPrepareServiceClient::new(channel)
 }
 
-async fn prepare(process: &FacadeProcess, uid: &str) {
+async fn prepare(process: &FacadeProc, uid: &str) {
     client(process)
         .prepare_payment(PreparePaymentRequest {
             merchant_uid: uid.into(),
@@ -62,9 +57,9 @@ async fn prepare(process: &FacadeProcess, uid: &str) {
 }
 
 /// The `telemetry` start-up line: which exporters run.
-fn exporters_started(process: &FacadeProcess) -> (bool, bool) {
+fn exporters_started(process: &FacadeProc) -> (bool, bool) {
     let line = process
-        .startup_logs
+        .startup_lines
         .iter()
         .find_map(|line| {
             let json: serde_json::Value = serde_json::from_str(line).ok()?;
@@ -82,11 +77,11 @@ async fn spans_and_metrics_reach_a_grpc_collector_over_tls_with_a_private_ca_a_c
     let client_leaf = ca.client("facade", "portone-facade", &[]);
     let tls = tonic::transport::ServerTlsConfig::new()
         .identity(tonic::transport::Identity::from_pem(
-            common::tls::read(&server.cert_file),
-            common::tls::read(&server.key_file),
+            support::tls::read(&server.cert_file),
+            support::tls::read(&server.key_file),
         ))
         .client_ca_root(tonic::transport::Certificate::from_pem(ca.pem()));
-    let receiver = OtlpReceiver::start_with(Some(tls)).await;
+    let receiver = OtlpReceiver::start_with(Keep::Everything, Some(tls)).unwrap();
     let sandbox = Sandbox::start(Default::default()).await.unwrap();
     let endpoint = format!("https://127.0.0.1:{}", receiver.addr.port());
     let process = facade(
@@ -132,16 +127,23 @@ async fn a_tls_collector_whose_ca_is_not_given_receives_nothing_and_calls_still_
     let server = ca.server("collector");
     let tls =
         tonic::transport::ServerTlsConfig::new().identity(tonic::transport::Identity::from_pem(
-            common::tls::read(&server.cert_file),
-            common::tls::read(&server.key_file),
+            support::tls::read(&server.cert_file),
+            support::tls::read(&server.key_file),
         ));
-    let receiver = OtlpReceiver::start_with(Some(tls)).await;
+    let receiver = OtlpReceiver::start_with(Keep::Everything, Some(tls)).unwrap();
     let sandbox = Sandbox::start(Default::default()).await.unwrap();
     let endpoint = format!("https://127.0.0.1:{}", receiver.addr.port());
     let mut process = facade(&sandbox, &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)]);
     prepare(&process, "untrusted-collector").await;
-    process.terminate();
-    assert_eq!(process.wait_exit(Duration::from_secs(30)).code(), Some(0));
+    process.proc.terminate();
+    assert_eq!(
+        process
+            .proc
+            .wait_exit(Duration::from_secs(30))
+            .unwrap()
+            .code(),
+        Some(0)
+    );
     assert!(receiver.spans().is_empty(), "{:#?}", receiver.spans());
     assert!(receiver.metric_names().is_empty());
 }
@@ -239,7 +241,7 @@ async fn an_https_collector_over_http_protobuf_is_trusted_through_the_certificat
 async fn export_header_values_arrive_with_every_export_and_never_appear_in_the_output_at_trace_level()
  {
     const KEY: &str = "otlp-api-key-5f1c9e0d7b";
-    let receiver = OtlpReceiver::start().await;
+    let receiver = OtlpReceiver::start(Keep::Everything).unwrap();
     let sandbox = Sandbox::start(Default::default()).await.unwrap();
     let headers = format!("x-api-key={KEY},x-tenant=payments");
     let mut process = facade(
@@ -261,8 +263,15 @@ async fn export_header_values_arrive_with_every_export_and_never_appear_in_the_o
     receiver
         .wait_for_metrics(WAIT, &["rpc.server.call.duration"])
         .await;
-    process.terminate();
-    assert_eq!(process.wait_exit(Duration::from_secs(30)).code(), Some(0));
+    process.proc.terminate();
+    assert_eq!(
+        process
+            .proc
+            .wait_exit(Duration::from_secs(30))
+            .unwrap()
+            .code(),
+        Some(0)
+    );
 
     let exports = receiver.headers_per_export();
     assert!(exports.len() >= 2, "{exports:?}");
@@ -274,8 +283,8 @@ async fn export_header_values_arrive_with_every_export_and_never_appear_in_the_o
             "an export without the header: {export:?}"
         );
     }
-    let mut output = process.startup_logs.clone();
-    output.extend(process.drain_logs());
+    let mut output = process.startup_lines.clone();
+    output.extend(process.proc.drain_lines());
     assert!(
         output.len() > 50,
         "trace level writes many lines: {}",
@@ -308,13 +317,20 @@ async fn a_collector_that_is_down_delays_no_call_and_not_the_exit() {
         let status = client.get_prepared_payment(request).await.unwrap_err();
         assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
     }
-    process.terminate();
-    assert_eq!(process.wait_exit(Duration::from_secs(30)).code(), Some(0));
+    process.proc.terminate();
+    assert_eq!(
+        process
+            .proc
+            .wait_exit(Duration::from_secs(30))
+            .unwrap()
+            .code(),
+        Some(0)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn otel_sdk_disabled_turns_every_exporter_off() {
-    let receiver = OtlpReceiver::start().await;
+    let receiver = OtlpReceiver::start(Keep::Everything).unwrap();
     let sandbox = Sandbox::start(Default::default()).await.unwrap();
     let mut process = facade(
         &sandbox,
@@ -325,14 +341,21 @@ async fn otel_sdk_disabled_turns_every_exporter_off() {
     );
     assert_eq!(exporters_started(&process), (false, false));
     prepare(&process, "sdk-disabled").await;
-    process.terminate();
-    assert_eq!(process.wait_exit(Duration::from_secs(30)).code(), Some(0));
+    process.proc.terminate();
+    assert_eq!(
+        process
+            .proc
+            .wait_exit(Duration::from_secs(30))
+            .unwrap()
+            .code(),
+        Some(0)
+    );
     assert!(receiver.spans().is_empty() && receiver.metric_names().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traces_exporter_none_keeps_metrics_and_sends_no_span() {
-    let receiver = OtlpReceiver::start().await;
+    let receiver = OtlpReceiver::start(Keep::Everything).unwrap();
     let sandbox = Sandbox::start(Default::default()).await.unwrap();
     let mut process = facade(
         &sandbox,
@@ -346,8 +369,15 @@ async fn traces_exporter_none_keeps_metrics_and_sends_no_span() {
     receiver
         .wait_for_metrics(WAIT, &["rpc.server.call.duration"])
         .await;
-    process.terminate();
-    assert_eq!(process.wait_exit(Duration::from_secs(30)).code(), Some(0));
+    process.proc.terminate();
+    assert_eq!(
+        process
+            .proc
+            .wait_exit(Duration::from_secs(30))
+            .unwrap()
+            .code(),
+        Some(0)
+    );
     assert!(receiver.spans().is_empty());
 }
 
@@ -361,7 +391,7 @@ async fn an_unsupported_protocol_is_refused_with_the_variable_named() {
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
         ],
     );
-    let lines = &process.startup_logs;
+    let lines = &process.startup_lines;
     assert!(
         lines
             .iter()

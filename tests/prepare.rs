@@ -1,8 +1,7 @@
 //! PaymentPrepareService against the sandbox: happy paths and idempotency.
 
-mod common;
+mod support;
 
-use common::{assert_error, error_info, merchant_uid, sandbox_and_facade};
 use portone_facade::{
     pb::{
         GetPreparedPaymentRequest, PreparePaymentRequest, PreparedPayment,
@@ -10,6 +9,7 @@ use portone_facade::{
     },
     sandbox::{Endpoint, Fault},
 };
+use support::{assert_error, error_info, merchant_uid, sandbox_and_facade};
 use tonic::Code;
 
 fn prepare(uid: &str, amount: &str, currency: &str) -> PreparePaymentRequest {

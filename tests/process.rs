@@ -1,13 +1,12 @@
 //! The binary: configuration refusals, secrets from files, graceful shutdown.
 
-mod common;
+mod support;
 
 use std::{
     process::Stdio,
     time::{Duration, Instant},
 };
 
-use common::process::{FacadeProcess, binary};
 use portone_facade::{
     pb::{
         GetPreparedPaymentRequest, PreparePaymentRequest,
@@ -15,8 +14,9 @@ use portone_facade::{
     },
     sandbox::{Endpoint, Fault, Sandbox},
 };
+use support::process::{FacadeProc, Output, binary};
 
-fn client(process: &FacadeProcess) -> PaymentPrepareServiceClient<tonic::transport::Channel> {
+fn client(process: &FacadeProc) -> PaymentPrepareServiceClient<tonic::transport::Channel> {
     let channel = tonic::transport::Channel::from_shared(format!("http://{}", process.addr))
         .unwrap()
         .connect_lazy();
@@ -84,7 +84,7 @@ async fn sigterm_lets_the_call_in_flight_finish_and_exits_zero() {
         .env("PORTONE_IMP_SECRET", sandbox.imp_secret())
         .env("SHUTDOWN_GRACE", "10s")
         .stdin(Stdio::null());
-    let mut process = FacadeProcess::start(command);
+    let mut process = FacadeProc::start(command, Output::Logs).unwrap();
     let mut client = client(&process);
     client
         .prepare_payment(PreparePaymentRequest {
@@ -106,15 +106,15 @@ async fn sigterm_lets_the_call_in_flight_finish_and_exits_zero() {
             })
             .await
     });
-    common::wait_until_called(&sandbox, Endpoint::GetPrepared).await;
-    process.terminate();
+    support::wait_until_called(&sandbox, Endpoint::GetPrepared).await;
+    process.proc.terminate();
 
     let answer = in_flight
         .await
         .unwrap()
         .expect("the call in flight completes");
     assert_eq!(answer.into_inner().prepared_payment.unwrap().amount, "1000");
-    let status = process.wait_exit(Duration::from_secs(10));
+    let status = process.proc.wait_exit(Duration::from_secs(10)).unwrap();
     assert_eq!(status.code(), Some(0));
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -123,10 +123,17 @@ async fn sigterm_lets_the_call_in_flight_finish_and_exits_zero() {
 fn sigterm_when_idle_exits_zero_at_once() {
     let mut command = binary();
     command.args(["--sandbox", "--listen-addr", "127.0.0.1:0"]);
-    let mut process = FacadeProcess::start(command);
-    process.terminate();
+    let mut process = FacadeProc::start(command, Output::Logs).unwrap();
+    process.proc.terminate();
     let started = Instant::now();
-    assert_eq!(process.wait_exit(Duration::from_secs(5)).code(), Some(0));
+    assert_eq!(
+        process
+            .proc
+            .wait_exit(Duration::from_secs(5))
+            .unwrap()
+            .code(),
+        Some(0)
+    );
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "{:?}",
@@ -138,7 +145,7 @@ fn sigterm_when_idle_exits_zero_at_once() {
 fn the_healthcheck_command_exits_zero_on_a_serving_facade_and_one_when_nothing_answers() {
     let mut command = binary();
     command.args(["--sandbox", "--listen-addr", "127.0.0.1:0"]);
-    let process = FacadeProcess::start(command);
+    let process = FacadeProc::start(command, Output::Logs).unwrap();
     let addr = process.addr.to_string();
 
     let serving = binary()

@@ -1,13 +1,13 @@
 //! The exact REST requests the facade sends, checked against wiremock.
 
-mod common;
+mod support;
 
-use common::{Facade, link_request, settings};
 use portone_facade::pb::{
     DisablePaymentLinkRequest, GetPreparedPaymentRequest, PreparePaymentRequest,
     UpdatePreparedPaymentRequest,
 };
 use serde_json::{Value, json};
+use support::{Facade, link_request, settings};
 use wiremock::{
     Mock, MockServer, Request, ResponseTemplate,
     matchers::{method, path},

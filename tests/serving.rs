@@ -1,14 +1,14 @@
 //! Health and reflection served beside the API, and the health flip on shutdown.
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::{Facade, sandbox_and_facade};
 use portone_facade::{
     pb::{GetPreparedPaymentRequest, PreparePaymentRequest},
     sandbox::{Endpoint, Fault},
 };
+use support::{Facade, sandbox_and_facade};
 use tokio_stream::StreamExt;
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
@@ -150,7 +150,7 @@ async fn on_shutdown_health_turns_not_serving_and_the_call_in_flight_still_compl
             })
             .await
     });
-    common::wait_until_called(&sandbox, Endpoint::GetPrepared).await;
+    support::wait_until_called(&sandbox, Endpoint::GetPrepared).await;
     let stopping = tokio::spawn(facade.stop());
 
     let flipped = tokio::time::timeout(Duration::from_secs(5), watch.next())

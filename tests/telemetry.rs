@@ -3,15 +3,10 @@
 //! retries as separate client spans, no span lost on SIGTERM, no secret or
 //! personal data in any log line or span.
 
-mod common;
+mod support;
 
-use std::{collections::BTreeMap, process::Command, time::Duration};
+use std::{collections::BTreeMap, time::Duration};
 
-use common::{
-    link_request,
-    otlp::{OtlpReceiver, attribute, attribute_set, hex},
-    process::{FacadeProcess, binary},
-};
 use opentelemetry_proto::tonic::trace::v1::{Span, span::SpanKind, status::StatusCode};
 use portone_facade::{
     pb::{
@@ -21,6 +16,11 @@ use portone_facade::{
     },
     sandbox::{Endpoint, Fault, Sandbox},
 };
+use support::{
+    link_request,
+    otlp::{Keep, OtlpReceiver, attribute, attribute_set, hex},
+    process::{FacadeProc, Output, facade_command},
+};
 use tonic::{Request, transport::Channel};
 
 const CALLER_TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -28,14 +28,9 @@ const CALLER_SPAN_ID: &str = "00f067aa0ba902b7";
 const WAIT: Duration = Duration::from_secs(10);
 
 /// A facade process in front of `sandbox`, exporting to `receiver`.
-fn facade(sandbox: &Sandbox, receiver: &OtlpReceiver, extra_env: &[(&str, &str)]) -> FacadeProcess {
-    let mut command: Command = binary();
+fn facade(sandbox: &Sandbox, receiver: &OtlpReceiver, extra_env: &[(&str, &str)]) -> FacadeProc {
+    let mut command = facade_command(&sandbox.url(), sandbox.imp_key(), sandbox.imp_secret());
     command
-        .env("LISTEN_ADDR", "127.0.0.1:0")
-        .env("PORTONE_API_URL", sandbox.url())
-        .env("PORTONE_LINK_API_URL", sandbox.url())
-        .env("PORTONE_IMP_KEY", sandbox.imp_key())
-        .env("PORTONE_IMP_SECRET", sandbox.imp_secret())
         .env("PORTONE_USER_CODE", "imp12345678")
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint())
         .env("OTEL_TRACES_SAMPLER", "parentbased_always_on")
@@ -44,10 +39,10 @@ fn facade(sandbox: &Sandbox, receiver: &OtlpReceiver, extra_env: &[(&str, &str)]
     for (name, value) in extra_env {
         command.env(name, value);
     }
-    FacadeProcess::start(command)
+    FacadeProc::start(command, Output::Logs).unwrap()
 }
 
-fn channel(process: &FacadeProcess) -> Channel {
+fn channel(process: &FacadeProc) -> Channel {
     Channel::from_shared(format!("http://{}", process.addr))
         .unwrap()
         .connect_lazy()
@@ -90,7 +85,7 @@ const GET_SPAN: &str = "portone.facade.v1.PaymentPrepareService/GetPreparedPayme
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_with_a_traceparent_is_a_server_span_under_the_caller_with_client_spans_under_it() {
     let sandbox = Sandbox::start(Default::default()).await.unwrap();
-    let receiver = OtlpReceiver::start().await;
+    let receiver = OtlpReceiver::start(Keep::Everything).unwrap();
     let process = facade(&sandbox, &receiver, &[]);
     PaymentPrepareServiceClient::new(channel(&process))
         .prepare_payment(with_traceparent(prepare("traced-1")))
@@ -177,7 +172,7 @@ async fn a_call_with_a_traceparent_is_a_server_span_under_the_caller_with_client
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_error_call_has_an_error_status_and_each_retry_is_its_own_client_span() {
     let sandbox = Sandbox::start(Default::default()).await.unwrap();
-    let receiver = OtlpReceiver::start().await;
+    let receiver = OtlpReceiver::start(Keep::Everything).unwrap();
     let process = facade(&sandbox, &receiver, &[]);
     sandbox.inject_times(Endpoint::GetPrepared, Fault::status(503, -1, "점검 중"), 3);
     let status = PaymentPrepareServiceClient::new(channel(&process))
@@ -214,7 +209,7 @@ async fn an_error_call_has_an_error_status_and_each_retry_is_its_own_client_span
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retried_call_shows_two_client_spans_and_succeeds() {
     let sandbox = Sandbox::start(Default::default()).await.unwrap();
-    let receiver = OtlpReceiver::start().await;
+    let receiver = OtlpReceiver::start(Keep::Everything).unwrap();
     let process = facade(&sandbox, &receiver, &[]);
     let mut client = PaymentPrepareServiceClient::new(channel(&process));
     client.prepare_payment(prepare("retried")).await.unwrap();
@@ -247,7 +242,7 @@ async fn a_retried_call_shows_two_client_spans_and_succeeds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_arrive_with_their_documented_names() {
     let sandbox = Sandbox::start(Default::default()).await.unwrap();
-    let receiver = OtlpReceiver::start().await;
+    let receiver = OtlpReceiver::start(Keep::Everything).unwrap();
     let process = facade(&sandbox, &receiver, &[]);
     let mut client = PaymentPrepareServiceClient::new(channel(&process));
     client.prepare_payment(prepare("metered")).await.unwrap();
@@ -275,7 +270,7 @@ async fn metrics_arrive_with_their_documented_names() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn durations_are_counted_by_method_and_outcome() {
     let sandbox = Sandbox::start(Default::default()).await.unwrap();
-    let receiver = OtlpReceiver::start().await;
+    let receiver = OtlpReceiver::start(Keep::Everything).unwrap();
     let process = facade(&sandbox, &receiver, &[]);
     let mut client = PaymentPrepareServiceClient::new(channel(&process));
     client.prepare_payment(prepare("counted")).await.unwrap();
@@ -326,17 +321,24 @@ async fn durations_are_counted_by_method_and_outcome() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_span_of_a_call_just_before_sigterm_still_reaches_the_receiver() {
     let sandbox = Sandbox::start(Default::default()).await.unwrap();
-    let receiver = OtlpReceiver::start().await;
+    let receiver = OtlpReceiver::start(Keep::Everything).unwrap();
     // Batches would wait a minute: only the flush at exit can deliver.
     let mut process = facade(&sandbox, &receiver, &[("OTEL_BSP_SCHEDULE_DELAY", "60000")]);
     PaymentPrepareServiceClient::new(channel(&process))
         .prepare_payment(prepare("last-words"))
         .await
         .unwrap();
-    process.terminate();
-    assert_eq!(process.wait_exit(Duration::from_secs(15)).code(), Some(0));
+    process.proc.terminate();
+    assert_eq!(
+        process
+            .proc
+            .wait_exit(Duration::from_secs(15))
+            .unwrap()
+            .code(),
+        Some(0)
+    );
     let spans = receiver.spans();
-    let logs = process.drain_logs().join("\n");
+    let logs = process.proc.drain_lines().join("\n");
     assert!(
         !named(&spans, PREPARE_SPAN).is_empty(),
         "{spans:#?}\n{logs}"
@@ -346,7 +348,7 @@ async fn the_span_of_a_call_just_before_sigterm_still_reaches_the_receiver() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_or_buyer_detail_appears_in_logs_or_spans_even_at_trace_level() {
     let sandbox = Sandbox::start(Default::default()).await.unwrap();
-    let receiver = OtlpReceiver::start().await;
+    let receiver = OtlpReceiver::start(Keep::Everything).unwrap();
     let process = facade(&sandbox, &receiver, &[("RUST_LOG", "trace")]);
     let channel = channel(&process);
     let mut prepare_client = PaymentPrepareServiceClient::new(channel.clone());
@@ -382,21 +384,15 @@ async fn no_secret_or_buyer_detail_appears_in_logs_or_spans_even_at_trace_level(
     let _ = link_client.create_payment_link(link.clone()).await;
 
     // The token the sandbox issued (it hands out the same one while valid).
-    let issued: serde_json::Value = reqwest::Client::new()
-        .post(format!("{}/users/getToken", sandbox.url()))
-        .json(
-            &serde_json::json!({"imp_key": sandbox.imp_key(), "imp_secret": sandbox.imp_secret()}),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = issued["response"]["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = support::portone::get_token(
+        &reqwest::Client::new(),
+        &sandbox.url(),
+        sandbox.imp_key(),
+        sandbox.imp_secret(),
+        WAIT,
+    )
+    .await
+    .unwrap();
 
     let spans = receiver
         .wait_for_spans(WAIT, |spans| {
@@ -409,7 +405,7 @@ async fn no_secret_or_buyer_detail_appears_in_logs_or_spans_even_at_trace_level(
         })
         .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let logs = process.drain_logs().join("\n");
+    let logs = process.proc.drain_lines().join("\n");
     assert!(
         logs.lines().count() > 50,
         "trace level logs were captured: {logs}"
@@ -438,7 +434,7 @@ async fn no_secret_or_buyer_detail_appears_in_logs_or_spans_even_at_trace_level(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_carry_the_trace_and_span_ids() {
     let sandbox = Sandbox::start(Default::default()).await.unwrap();
-    let receiver = OtlpReceiver::start().await;
+    let receiver = OtlpReceiver::start(Keep::Everything).unwrap();
     let process = facade(&sandbox, &receiver, &[]);
     sandbox.inject_times(Endpoint::GetPrepared, Fault::status(503, -1, "점검 중"), 3);
     let _ = PaymentPrepareServiceClient::new(channel(&process))
@@ -447,7 +443,7 @@ async fn json_logs_carry_the_trace_and_span_ids() {
         }))
         .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let logs = process.drain_logs();
+    let logs = process.proc.drain_lines();
     let joined: Vec<serde_json::Value> = logs
         .iter()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
@@ -467,7 +463,7 @@ async fn json_logs_carry_the_trace_and_span_ids() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn export_headers_from_the_environment_reach_the_collector_percent_decoded() {
     let sandbox = Sandbox::start(Default::default()).await.unwrap();
-    let receiver = OtlpReceiver::start().await;
+    let receiver = OtlpReceiver::start(Keep::Everything).unwrap();
     let process = facade(
         &sandbox,
         &receiver,
@@ -494,7 +490,7 @@ async fn export_headers_from_the_environment_reach_the_collector_percent_decoded
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_traces_headers_variable_replaces_the_general_one_for_traces() {
     let sandbox = Sandbox::start(Default::default()).await.unwrap();
-    let receiver = OtlpReceiver::start().await;
+    let receiver = OtlpReceiver::start(Keep::Everything).unwrap();
     let process = facade(
         &sandbox,
         &receiver,
@@ -537,7 +533,7 @@ async fn a_collector_that_never_answers_delays_no_call_and_not_the_exit() {
             connections.push(connection);
         }
     });
-    let receiver = OtlpReceiver::start().await;
+    let receiver = OtlpReceiver::start(Keep::Everything).unwrap();
     let endpoint = format!("http://{silent_addr}");
     let mut process = facade(
         &sandbox,
@@ -558,17 +554,24 @@ async fn a_collector_that_never_answers_delays_no_call_and_not_the_exit() {
         let status = client.get_prepared_payment(request).await.unwrap_err();
         assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
     }
-    process.terminate();
+    process.proc.terminate();
     // The flush at exit gives up after its bound instead of waiting for
     // the 60 s export timeout.
-    assert_eq!(process.wait_exit(Duration::from_secs(20)).code(), Some(0));
+    assert_eq!(
+        process
+            .proc
+            .wait_exit(Duration::from_secs(20))
+            .unwrap()
+            .code(),
+        Some(0)
+    );
     held.abort();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn span_exports_refused_as_unavailable_are_retried_and_lose_no_span() {
     let sandbox = Sandbox::start(Default::default()).await.unwrap();
-    let receiver = OtlpReceiver::start().await;
+    let receiver = OtlpReceiver::start(Keep::Everything).unwrap();
     receiver.refuse_trace_exports(2);
     let process = facade(&sandbox, &receiver, &[]);
     PaymentPrepareServiceClient::new(channel(&process))

@@ -1,12 +1,12 @@
 //! The shared access token: reuse, single flight, refresh on 401, refusal.
 
-mod common;
+mod support;
 
-use common::{Facade, assert_error, error_info, merchant_uid, sandbox_and_facade, settings};
 use portone_facade::{
     pb::{GetPreparedPaymentRequest, PreparePaymentRequest},
     sandbox::{Endpoint, Sandbox},
 };
+use support::{Facade, assert_error, error_info, merchant_uid, sandbox_and_facade, settings};
 use tonic::Code;
 
 async fn prepare(facade: &Facade, uid: &str) {

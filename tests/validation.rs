@@ -1,9 +1,8 @@
 //! Invalid requests are INVALID_ARGUMENT with a BadRequest naming each bad
 //! field, and never reach PortOne.
 
-mod common;
+mod support;
 
-use common::{bad_request_fields, link_request, sandbox_and_facade};
 use portone_facade::{
     pb::{
         Buyer, DisablePaymentLinkRequest, GetPreparedPaymentRequest, PayMethod,
@@ -11,6 +10,7 @@ use portone_facade::{
     },
     sandbox::{Endpoint, Sandbox},
 };
+use support::{bad_request_fields, link_request, sandbox_and_facade};
 use tonic::{Code, Status};
 
 fn assert_invalid(status: &Status, fields: &[&str]) {
@@ -257,9 +257,9 @@ async fn custom_data_with_a_non_finite_number_is_invalid() {
 #[tokio::test]
 async fn a_link_without_user_code_on_a_server_without_default_is_invalid() {
     let sandbox = Sandbox::start(Default::default()).await.unwrap();
-    let mut settings = common::settings(&sandbox.url(), sandbox.imp_key(), sandbox.imp_secret());
+    let mut settings = support::settings(&sandbox.url(), sandbox.imp_key(), sandbox.imp_secret());
     settings.user_code = None;
-    let facade = common::Facade::start(settings).await;
+    let facade = support::Facade::start(settings).await;
     let status = facade
         .link_client()
         .create_payment_link(link_request("order-1"))

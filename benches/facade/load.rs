@@ -18,11 +18,13 @@ use portone_facade::pb::{
     payment_prepare_service_client::PaymentPrepareServiceClient,
 };
 use reqwest::header::{AUTHORIZATION, HeaderValue};
-use serde::Deserialize;
 use tokio::task::JoinSet;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::procs;
+use crate::{
+    procfs,
+    support::portone::{Envelope, Prepared, get_token},
+};
 
 /// Deadline of one call (sent as `grpc-timeout` to the facade; reqwest's
 /// timeout on the direct path); the client gives up one second later.
@@ -76,23 +78,6 @@ fn fresh_uid() -> String {
     )
 }
 
-#[derive(Deserialize)]
-struct Envelope<T> {
-    code: i64,
-    message: Option<String>,
-    response: Option<T>,
-}
-
-#[derive(Deserialize)]
-struct Token {
-    access_token: String,
-}
-
-#[derive(Deserialize)]
-struct Prepared {
-    merchant_uid: String,
-}
-
 /// What a service does without the facade: its own token, its own REST calls.
 pub struct Direct {
     http: reqwest::Client,
@@ -110,21 +95,7 @@ impl Direct {
             .build()
             .map_err(|error| format!("reqwest client: {error}"))?;
         let base = url.trim_end_matches('/').to_owned();
-        let answer = http
-            .post(format!("{base}/users/getToken"))
-            .json(&serde_json::json!({"imp_key": imp_key, "imp_secret": imp_secret}))
-            .timeout(CALL_TIMEOUT)
-            .send()
-            .await
-            .map_err(|error| format!("getToken: {error}"))?;
-        let envelope: Envelope<Token> = answer
-            .json()
-            .await
-            .map_err(|error| format!("getToken answer: {error}"))?;
-        let token = envelope
-            .response
-            .ok_or_else(|| format!("getToken refused: {:?}", envelope.message))?
-            .access_token;
+        let token = get_token(&http, &base, imp_key, imp_secret, CALL_TIMEOUT).await?;
         let authorization = HeaderValue::from_str(&format!("Bearer {token}"))
             .map_err(|error| format!("token is no header value: {error}"))?;
         Ok(Direct {
@@ -355,10 +326,10 @@ struct Snapshot {
 impl Snapshot {
     fn take(observed: Observed) -> Snapshot {
         Snapshot {
-            facade: observed.facade.and_then(procs::cpu_ticks),
-            sandbox: procs::cpu_ticks(observed.sandbox),
-            loadgen: procs::cpu_ticks(std::process::id()),
-            system: procs::system_busy_ticks(),
+            facade: observed.facade.and_then(procfs::cpu_ticks),
+            sandbox: procfs::cpu_ticks(observed.sandbox),
+            loadgen: procfs::cpu_ticks(std::process::id()),
+            system: procfs::system_busy_ticks(),
         }
     }
 }
@@ -392,7 +363,7 @@ async fn observe(
 ) -> (Snapshot, Snapshot, Option<u64>, Duration) {
     tokio::time::sleep_until(window_start.into()).await;
     if let Some(pid) = observed.facade {
-        procs::reset_peak_rss(pid);
+        procfs::reset_peak_rss(pid);
     }
     let before = Snapshot::take(observed);
     let started = Instant::now();
@@ -401,7 +372,7 @@ async fn observe(
     let window = started.elapsed();
     let peak = observed
         .facade
-        .and_then(|pid| procs::status_kib(pid, "VmHWM"));
+        .and_then(|pid| procfs::status_kib(pid, "VmHWM"));
     (before, after, peak, window)
 }
 

@@ -72,7 +72,7 @@ impl Stats {
             facade_cpu_us_per_rpc: per_call(run.facade_ticks),
             sandbox_cpu_us_per_call: per_call(run.sandbox_ticks),
             loadgen_cpu_us_per_call: per_call(run.loadgen_ticks),
-            facade_peak_rss_mib: run.facade_peak_kib.map(crate::procs::mib),
+            facade_peak_rss_mib: run.facade_peak_kib.map(crate::procfs::mib),
             max_send_lag_ms: run.max_send_lag.map(|lag| lag.as_secs_f64() * 1e3),
             other_load_cores: run
                 .other_ticks

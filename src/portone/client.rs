@@ -21,7 +21,7 @@ use crate::{
     deadline::Deadline,
     ids::{LinkId, MerchantUid},
     money::Money,
-    secret::{ExposeSecret, Secret},
+    secret::{ExposeSecret, SecretString},
     telemetry::{in_token_span, record_retry, record_token_fetch},
 };
 
@@ -33,9 +33,9 @@ pub struct ClientConfig {
     /// Base URL of the payment-link API (`https://api.iamport.co`).
     pub link_api_url: String,
     /// `imp_key`.
-    pub imp_key: Secret,
+    pub imp_key: SecretString,
     /// `imp_secret`.
-    pub imp_secret: Secret,
+    pub imp_secret: SecretString,
     /// Longest wait for one attempt; the caller's deadline caps it further.
     pub attempt_timeout: Duration,
 }
@@ -51,8 +51,8 @@ pub struct PortOneClient {
 struct ClientInner {
     transport: Transport,
     urls: Urls,
-    imp_key: Secret,
-    imp_secret: Secret,
+    imp_key: SecretString,
+    imp_secret: SecretString,
     attempt_timeout: Duration,
     tokens: TokenCache,
     json: HeaderValue,
@@ -339,7 +339,7 @@ impl ClientInner {
             }
             error
         })?;
-        AccessToken::new(data.access_token.expose_secret(), data.now, data.expired_at)
+        AccessToken::new(&data.access_token, data.now, data.expired_at)
     }
 }
 

@@ -12,7 +12,10 @@ use http::HeaderValue;
 use tokio::{sync::watch, time::Instant};
 
 use super::error::{UpstreamError, UpstreamErrorKind};
-use crate::deadline::Deadline;
+use crate::{
+    deadline::Deadline,
+    secret::{ExposeSecret, SecretString},
+};
 
 /// Refresh this long before the token runs out. Inside PortOne's last
 /// minute, where asking again extends the same token by five minutes.
@@ -35,9 +38,13 @@ pub(crate) struct AccessToken {
 impl AccessToken {
     /// Builds a token from getToken's answer. The lifetime is `expired_at − now`
     /// as PortOne reports both, so clock skew with PortOne does not matter.
-    pub fn new(token: &str, now: i64, expired_at: i64) -> Result<AccessToken, UpstreamError> {
-        let mut authorization =
-            HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+    pub fn new(
+        token: &SecretString,
+        now: i64,
+        expired_at: i64,
+    ) -> Result<AccessToken, UpstreamError> {
+        let mut authorization = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
+            .map_err(|_| {
                 UpstreamError::without_answer(
                     UpstreamErrorKind::Unavailable,
                     "PortOne issued an access token that is not a valid header value",

@@ -1,4 +1,7 @@
 //! Fault injection and call counting, in front of the emulated endpoints.
+//!
+//! It knows nothing of the emulator's state: the per-connection service
+//! holds the queued faults and the router, and hands the request on.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -17,8 +20,6 @@ use axum::{Router, body::Body};
 use http::{HeaderMap, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use tower::ServiceExt;
-
-use super::state::State;
 
 /// The emulated endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -169,17 +170,23 @@ impl Faults {
     }
 }
 
-/// The per-connection service: counts, applies a queued fault, or hands the
-/// request to the emulator's router.
+/// The per-connection service: counts, waits out the emulated latency,
+/// applies a queued fault, or hands the request to the emulator's router.
 #[derive(Clone)]
 pub(crate) struct FaultService {
-    state: Arc<State>,
+    faults: Arc<Faults>,
+    /// Added before every answer of the API endpoints (not getToken).
+    latency: Duration,
     router: Router,
 }
 
 impl FaultService {
-    pub fn new(state: Arc<State>, router: Router) -> FaultService {
-        FaultService { state, router }
+    pub fn new(faults: Arc<Faults>, latency: Duration, router: Router) -> FaultService {
+        FaultService {
+            faults,
+            latency,
+            router,
+        }
     }
 }
 
@@ -189,12 +196,12 @@ impl hyper::service::Service<Request<Incoming>> for FaultService {
     type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, io::Error>> + Send>>;
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
-        let state = Arc::clone(&self.state);
+        let faults = Arc::clone(&self.faults);
+        let latency = self.latency;
         let router = self.router.clone();
         Box::pin(async move {
             let endpoint = Endpoint::of(request.method(), request.uri().path());
-            let fault = endpoint.and_then(|e| state.faults.record(e, request.headers()));
-            let latency = state.options.latency;
+            let fault = endpoint.and_then(|e| faults.record(e, request.headers()));
             if !latency.is_zero() && endpoint.is_some_and(|e| e != Endpoint::GetToken) {
                 tokio::time::sleep(latency).await;
             }

@@ -4,8 +4,14 @@
 //! checking, and a handle for tests to inject faults and count calls.
 //!
 //! The facade knows it only as an upstream URL.
+//!
+//! Its modules depend one way: `options` and `faults` (endpoints, queued
+//! faults, call counts) use no other; `state` (tokens, registrations, links)
+//! holds both; `routes` answers from `state`; this module puts a `faults`
+//! service in front of the routes on each connection.
 
 mod faults;
+mod options;
 mod routes;
 mod state;
 
@@ -16,41 +22,10 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
 pub use faults::{Endpoint, Fault};
+pub use options::{SANDBOX_IMP_KEY, SANDBOX_IMP_SECRET, SANDBOX_USER_CODE, SandboxOptions};
 pub use state::LinkRecord;
 
 use self::state::State;
-
-/// The sandbox's `imp_key`.
-pub const SANDBOX_IMP_KEY: &str = "sandbox_imp_key";
-/// The sandbox's `imp_secret`.
-pub const SANDBOX_IMP_SECRET: &str = "sandbox_imp_secret";
-/// The default `user_code` the facade uses with the sandbox.
-pub const SANDBOX_USER_CODE: &str = "imp00000000";
-
-/// How the emulator behaves.
-#[derive(Debug, Clone)]
-pub struct SandboxOptions {
-    /// The `imp_key` it accepts.
-    pub imp_key: String,
-    /// The `imp_secret` it accepts.
-    pub imp_secret: String,
-    /// Lifetime of an issued token (PortOne: 30 minutes).
-    pub token_lifetime: Duration,
-    /// Added before every answer of the API endpoints (not getToken), to
-    /// emulate a slow PortOne in benchmarks.
-    pub latency: Duration,
-}
-
-impl Default for SandboxOptions {
-    fn default() -> SandboxOptions {
-        SandboxOptions {
-            imp_key: SANDBOX_IMP_KEY.to_owned(),
-            imp_secret: SANDBOX_IMP_SECRET.to_owned(),
-            token_lifetime: Duration::from_secs(30 * 60),
-            latency: Duration::ZERO,
-        }
-    }
-}
 
 /// A running emulator; it stops when dropped.
 pub struct Sandbox {
@@ -160,7 +135,11 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>, mut stopped: watc
             },
         };
         let _ = stream.set_nodelay(true);
-        let service = faults::FaultService::new(Arc::clone(&state), router.clone());
+        let service = faults::FaultService::new(
+            Arc::clone(&state.faults),
+            state.options.latency,
+            router.clone(),
+        );
         let connection = http1.serve_connection(TokioIo::new(stream), service);
         let mut stopped = stopped.clone();
         tokio::spawn(async move {

@@ -12,7 +12,10 @@ use axum::{
 use http::{HeaderMap, StatusCode, header};
 use serde_json::{Value, json};
 
-use super::state::{LinkRecord, PreparedRecord, State, unix_now};
+use super::{
+    faults::Endpoint,
+    state::{LinkRecord, PreparedRecord, State, unix_now},
+};
 
 const MISSING_CREDENTIALS: &str = "imp_key, imp_secret 파라메터가 누락되었습니다.";
 const WRONG_CREDENTIALS: &str = "인증에 실패하였습니다. API키와 secret을 확인하세요.";
@@ -249,7 +252,7 @@ async fn disable_link(
 /// Calls per endpoint, for tests and benchmarks that run the sandbox as a
 /// separate process: `{"calls": {"get_token": 1, …}}`.
 async fn stats(Extract(state): Shared) -> Response {
-    let calls: serde_json::Map<String, Value> = super::Endpoint::ALL
+    let calls: serde_json::Map<String, Value> = Endpoint::ALL
         .iter()
         .map(|e| (e.name().to_owned(), json!(state.faults.calls(*e))))
         .collect();

@@ -2,11 +2,11 @@
 
 use std::{
     collections::HashMap,
-    sync::{Mutex, MutexGuard},
+    sync::{Arc, Mutex, MutexGuard},
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use super::{SandboxOptions, faults::Faults};
+use super::{faults::Faults, options::SandboxOptions};
 
 /// A registered amount.
 #[derive(Debug, Clone)]
@@ -37,7 +37,8 @@ pub(crate) struct Store {
 pub(crate) struct State {
     pub options: SandboxOptions,
     pub base_url: String,
-    pub faults: Faults,
+    /// Shared with each connection's fault service, which counts the calls.
+    pub faults: Arc<Faults>,
     store: Mutex<Store>,
 }
 
@@ -52,7 +53,7 @@ impl State {
         State {
             options,
             base_url,
-            faults: Faults::default(),
+            faults: Arc::default(),
             store: Mutex::new(Store::default()),
         }
     }

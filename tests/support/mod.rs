@@ -1,10 +1,20 @@
-//! A facade served in-process on a loopback port, and helpers to read the
-//! rich error details of its answers.
+//! What the integration tests and the benchmark share: the binary as a
+//! child process ([`process`]), an OTLP receiver ([`otlp`]), PortOne's JSON
+//! as a client reads it ([`portone`]), and here a facade served in-process
+//! on a loopback port, with helpers to read the rich error details of its
+//! answers.
+//!
+//! Each test declares `mod support;`; the bench includes this file with
+//! `#[path = "../tests/support/mod.rs"] mod support;`.
 
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    reason = "each test crate and the bench use a different part of this module"
+)]
 
 pub mod otlp;
 pub mod otlp_http;
+pub mod portone;
 pub mod process;
 pub mod tls;
 
@@ -17,7 +27,7 @@ use portone_facade::{
         payment_prepare_service_client::PaymentPrepareServiceClient,
     },
     sandbox::{Sandbox, SandboxOptions},
-    secret::secret,
+    secret::SecretString,
 };
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tonic::{Code, Status, transport::Channel};
@@ -30,8 +40,8 @@ pub fn settings(api_url: &str, imp_key: &str, imp_secret: &str) -> Settings {
         upstream: Upstream::PortOne {
             api_url: api_url.to_owned(),
             link_api_url: api_url.to_owned(),
-            imp_key: secret(imp_key),
-            imp_secret: secret(imp_secret),
+            imp_key: SecretString::from(imp_key),
+            imp_secret: SecretString::from(imp_secret),
         },
         user_code: Some("imp12345678".to_owned()),
         upstream_timeout: Duration::from_secs(3),

@@ -1,0 +1,346 @@
+//! The `portone-facade` binary as a child process: the facade serving, and
+//! the emulator alone (`portone-facade sandbox`), each waited for until it
+//! says it is ready.
+//!
+//! Every child is killed when its handle is dropped (also while a panic
+//! unwinds). Should the test or bench process itself be killed (even with
+//! SIGKILL), a small watchdog shell beside each child kills it within a
+//! quarter of a second; `PR_SET_PDEATHSIG` is set too, but some kernels
+//! clear it on exec, and it fires when the *thread* that spawned the child
+//! ends: spawn from a thread that outlives the child (a test's own thread,
+//! the bench's main thread).
+
+use std::{
+    io::{BufRead, BufReader, Read},
+    net::SocketAddr,
+    os::unix::process::CommandExt,
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::mpsc,
+    thread,
+    time::{Duration, Instant},
+};
+
+/// The binary cargo built for these tests or this bench.
+pub const BINARY: &str = env!("CARGO_BIN_EXE_portone-facade");
+
+/// How long a child may take to print the line that says it is ready.
+const START_LIMIT: Duration = Duration::from_secs(20);
+
+/// The binary with an empty environment but for JSON logs at `info`.
+pub fn binary() -> Command {
+    let mut command = Command::new(BINARY);
+    command
+        .env_clear()
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "info");
+    command
+}
+
+/// [`binary`] serving on an ephemeral loopback port, in front of a PortOne
+/// (both APIs) at `api_url` that takes these credentials.
+pub fn facade_command(api_url: &str, imp_key: &str, imp_secret: &str) -> Command {
+    let mut command = binary();
+    command
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .env("PORTONE_API_URL", api_url)
+        .env("PORTONE_LINK_API_URL", api_url)
+        .env("PORTONE_IMP_KEY", imp_key)
+        .env("PORTONE_IMP_SECRET", imp_secret);
+    command
+}
+
+/// What becomes of a child's output.
+#[derive(Clone, Copy, Debug)]
+pub enum Output {
+    /// Stdout and stderr read line by line, every line kept until read
+    /// (tests read the logs).
+    Logs,
+    /// Stdout read line by line, its first 10,000 lines kept (later ones are
+    /// read, so the child never blocks on a full pipe, and dropped); stderr
+    /// passes through to this process's own (the bench).
+    Stdout,
+}
+
+impl Output {
+    fn kept_lines(self) -> usize {
+        match self {
+            Output::Logs => usize::MAX,
+            Output::Stdout => 10_000,
+        }
+    }
+}
+
+/// A child process whose output is read line by line; killed on drop.
+pub struct Proc {
+    child: Child,
+    watchdog: Option<Child>,
+    name: String,
+    lines: mpsc::Receiver<String>,
+}
+
+/// Kills `$2` (the child) once `$1` (its parent) is gone or a zombie; ends
+/// with the child, and after an hour at most (14,400 checks, 0.25 s apart).
+const WATCHDOG: &str = r#"alive() { [ -r "/proc/$1/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status"; }
+i=0
+while [ "$i" -lt 14400 ] && alive "$1" && alive "$2"; do sleep 0.25; i=$((i + 1)); done
+alive "$1" || kill -KILL "$2" 2>/dev/null
+exit 0"#;
+
+/// Starts the watchdog of `child` (none if `sh` is missing).
+fn watchdog(child: u32) -> Option<Child> {
+    Command::new("sh")
+        .args(["-c", WATCHDOG, "watchdog"])
+        .arg(std::process::id().to_string())
+        .arg(child.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()
+}
+
+/// Sends the lines of `stream` to `lines` from a thread of its own, keeping
+/// at most `kept`.
+fn read_lines(
+    name: String,
+    stream: impl Read + Send + 'static,
+    lines: mpsc::Sender<String>,
+    kept: usize,
+) -> std::io::Result<()> {
+    thread::Builder::new().name(name).spawn(move || {
+        let mut sent = 0;
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            if sent < kept && lines.send(line).is_ok() {
+                sent += 1;
+            }
+        }
+    })?;
+    Ok(())
+}
+
+impl Proc {
+    /// Starts `command` with stdin closed and its output read as `output` says.
+    pub fn spawn(mut command: Command, name: &str, output: Output) -> Result<Proc, String> {
+        command.stdin(Stdio::null()).stdout(Stdio::piped());
+        match output {
+            Output::Logs => command.stderr(Stdio::piped()),
+            Output::Stdout => command.stderr(Stdio::inherit()),
+        };
+        // SAFETY: between fork and exec the closure makes one
+        // async-signal-safe system call and allocates nothing.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(
+                    libc::PR_SET_PDEATHSIG,
+                    libc::SIGKILL as libc::c_ulong,
+                    0 as libc::c_ulong,
+                    0 as libc::c_ulong,
+                    0 as libc::c_ulong,
+                );
+                Ok(())
+            });
+        }
+        let mut child = command
+            .spawn()
+            .map_err(|error| format!("cannot start {name} ({BINARY}): {error}"))?;
+        let (sender, lines) = mpsc::channel();
+        let mut readers = Ok(());
+        if let Some(stdout) = child.stdout.take() {
+            readers = read_lines(
+                format!("{name}-stdout"),
+                stdout,
+                sender.clone(),
+                output.kept_lines(),
+            );
+        }
+        if let Some(stderr) = child.stderr.take() {
+            readers = readers.and_then(|()| {
+                read_lines(
+                    format!("{name}-stderr"),
+                    stderr,
+                    sender,
+                    output.kept_lines(),
+                )
+            });
+        }
+        if let Err(error) = readers {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("{name}: cannot start the output reader: {error}"));
+        }
+        let watchdog = watchdog(child.id());
+        Ok(Proc {
+            child,
+            watchdog,
+            name: name.to_owned(),
+            lines,
+        })
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Reads lines until one is a JSON object for which `ready` gives a
+    /// value, for at most [`START_LIMIT`] after `since`.
+    fn wait_for_json<T>(
+        &mut self,
+        since: Instant,
+        mut ready: impl FnMut(&serde_json::Value, &str) -> Result<Option<T>, String>,
+    ) -> Result<(T, Vec<String>), String> {
+        let mut read = Vec::new();
+        let deadline = since + START_LIMIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self.lines.recv_timeout(left).map_err(|_| {
+                let exited = match self.child.try_wait() {
+                    Ok(Some(status)) => format!("it exited: {status}"),
+                    _ => "it is still running".to_owned(),
+                };
+                format!(
+                    "{}: the expected line did not appear within {START_LIMIT:?} ({exited})",
+                    self.name
+                )
+            })?;
+            read.push(line);
+            let Some(line) = read.last() else { continue };
+            let Ok(json) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            if let Some(value) = ready(&json, line)? {
+                return Ok((value, read));
+            }
+        }
+    }
+
+    /// Every line received and not read yet.
+    pub fn drain_lines(&self) -> Vec<String> {
+        self.lines.try_iter().collect()
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            // SAFETY: plain kill(2) on our own child.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+        }
+    }
+
+    /// Waits at most `limit` for the process to exit.
+    pub fn wait_exit(&mut self, limit: Duration) -> Result<ExitStatus, String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("{} still running after {limit:?}", self.name));
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+        if let Some(watchdog) = self.watchdog.as_mut() {
+            let _ = watchdog.kill();
+            let _ = watchdog.wait();
+        }
+    }
+}
+
+/// `portone-facade sandbox`: the PortOne emulator in its own process.
+pub struct SandboxProc {
+    pub proc: Proc,
+    pub url: String,
+    pub imp_key: String,
+    pub imp_secret: String,
+}
+
+impl SandboxProc {
+    /// Starts the emulator on an ephemeral loopback port, with `latency`
+    /// (e.g. `"2s"`) added to every API answer when given, and waits for the
+    /// line with its URL and credentials.
+    pub fn start(latency: Option<&str>, output: Output) -> Result<SandboxProc, String> {
+        let mut command = Command::new(BINARY);
+        command
+            .env_clear()
+            .args(["sandbox", "--listen-addr", "127.0.0.1:0"]);
+        if let Some(latency) = latency {
+            command.args(["--latency", latency]);
+        }
+        let mut proc = Proc::spawn(command, "sandbox", output)?;
+        let ((url, imp_key, imp_secret), _) = proc.wait_for_json(Instant::now(), |json, _| {
+            let field = |name: &str| json[name].as_str().map(str::to_owned);
+            Ok(
+                match (field("url"), field("imp_key"), field("imp_secret")) {
+                    (Some(url), Some(imp_key), Some(imp_secret)) => {
+                        Some((url, imp_key, imp_secret))
+                    }
+                    _ => None,
+                },
+            )
+        })?;
+        Ok(SandboxProc {
+            proc,
+            url,
+            imp_key,
+            imp_secret,
+        })
+    }
+}
+
+/// `portone-facade` serving.
+pub struct FacadeProc {
+    pub proc: Proc,
+    pub addr: SocketAddr,
+    /// Just before the spawn.
+    pub spawned_at: Instant,
+    /// From the spawn to the `listening` log line.
+    pub listening_after: Duration,
+    /// The lines before it, the `listening` line included.
+    pub startup_lines: Vec<String>,
+}
+
+impl FacadeProc {
+    /// Starts `command` (JSON logs, such as [`facade_command`]'s) and waits
+    /// for its `listening` log line.
+    pub fn start(command: Command, output: Output) -> Result<FacadeProc, String> {
+        let spawned_at = Instant::now();
+        let mut proc = Proc::spawn(command, "facade", output)?;
+        let ((addr, listening_after), startup_lines) =
+            proc.wait_for_json(spawned_at, |json, line| {
+                if json["message"] != "listening" {
+                    return Ok(None);
+                }
+                let listening_after = spawned_at.elapsed();
+                let addr = json["local_addr"]
+                    .as_str()
+                    .and_then(|addr| addr.parse().ok())
+                    .ok_or_else(|| {
+                        format!("facade: `listening` line without local_addr: {line}")
+                    })?;
+                Ok(Some((addr, listening_after)))
+            })?;
+        Ok(FacadeProc {
+            proc,
+            addr,
+            spawned_at,
+            listening_after,
+            startup_lines,
+        })
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
+}
