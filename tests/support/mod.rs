@@ -222,3 +222,21 @@ pub async fn wait_until_called(sandbox: &Sandbox, endpoint: portone_facade::sand
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// 50 reads of unknown orders `<prefix>-N`, each under a 2 s deadline, are
+/// each answered NOT_FOUND in time: whatever telemetry is doing, no call
+/// waits for it.
+pub async fn unknown_reads_are_answered_in_time(addr: SocketAddr, prefix: &str) {
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_lazy();
+    let mut client = PaymentPrepareServiceClient::new(channel);
+    for n in 0..50 {
+        let mut request = tonic::Request::new(portone_facade::pb::GetPreparedPaymentRequest {
+            merchant_uid: format!("{prefix}-{n}"),
+        });
+        request.set_timeout(Duration::from_secs(2));
+        let status = client.get_prepared_payment(request).await.unwrap_err();
+        assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    }
+}
