@@ -82,13 +82,14 @@ pub async fn serve(
     let routes = Routes::new(health_service)
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)
-        .add_service(PaymentPrepareServiceServer::new(PrepareApi::new(
-            client.clone(),
-        )))
-        .add_service(PaymentLinkServiceServer::new(LinkApi::new(
-            client,
-            options.default_user_code.clone(),
-        )))
+        .add_service(
+            PaymentPrepareServiceServer::new(PrepareApi::new(client.clone()))
+                .max_decoding_message_size(MAX_REQUEST_BYTES),
+        )
+        .add_service(
+            PaymentLinkServiceServer::new(LinkApi::new(client, options.default_user_code.clone()))
+                .max_decoding_message_size(MAX_REQUEST_BYTES),
+        )
         .prepare();
     let in_flight = InFlight::new(options.max_in_flight);
     let _active_requests = ActiveRequestsGauge::observe(Arc::clone(&in_flight.count));
@@ -311,6 +312,11 @@ where
         }
     }
 }
+
+/// Most bytes of one request message (§7): the largest valid request, a
+/// payment link with 64 KiB of `custom_data`, is far below it. tonic refuses
+/// a larger one before decoding it.
+pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
 
 /// The status of a unary response: in its headers when the call failed
 /// (trailers-only), else OK, sent in the trailers after the message.

@@ -127,7 +127,7 @@ pub fn new_payment_link(
     let buyer = buyer(&mut v, request.buyer.as_ref());
     let custom_data = match &request.custom_data {
         None => Some(None),
-        Some(data) => v.check("custom_data", struct_to_json(data)).map(Some),
+        Some(data) => v.check("custom_data", custom_data_to_json(data)).map(Some),
     };
     let notice_url = match optional(&request.notice_url) {
         None => Some(None),
@@ -241,16 +241,45 @@ fn absolute_http_url(text: &str) -> Result<String, &'static str> {
 
 /// A `google.protobuf.Struct` as a JSON object; NaN and infinities have no
 /// JSON form.
-fn struct_to_json(
+/// Most objects or arrays nested in `custom_data`, itself included (§1).
+pub const CUSTOM_DATA_MAX_DEPTH: usize = 16;
+/// Most bytes of `custom_data` as serialized JSON (§1).
+pub const CUSTOM_DATA_MAX_BYTES: usize = 64 * 1024;
+
+/// `custom_data` as the JSON object PortOne is sent, within its depth and
+/// size limits.
+fn custom_data_to_json(
     data: &prost_types::Struct,
 ) -> Result<serde_json::Map<String, serde_json::Value>, &'static str> {
+    let object = struct_to_json(data, 1)?;
+    let size = serde_json::to_vec(&object).map_or(usize::MAX, |json| json.len());
+    if size > CUSTOM_DATA_MAX_BYTES {
+        return Err("must be at most 64 KiB as JSON");
+    }
+    Ok(object)
+}
+
+const TOO_DEEP: &str = "must be at most 16 objects or arrays deep";
+
+/// `data`, an object at nesting `depth` (1 for `custom_data` itself).
+fn struct_to_json(
+    data: &prost_types::Struct,
+    depth: usize,
+) -> Result<serde_json::Map<String, serde_json::Value>, &'static str> {
+    if depth > CUSTOM_DATA_MAX_DEPTH {
+        return Err(TOO_DEEP);
+    }
     data.fields
         .iter()
-        .map(|(key, value)| Ok((key.clone(), value_to_json(value)?)))
+        .map(|(key, value)| Ok((key.clone(), value_to_json(value, depth)?)))
         .collect()
 }
 
-fn value_to_json(value: &prost_types::Value) -> Result<serde_json::Value, &'static str> {
+/// `value`, held by an object or array at nesting `depth`.
+fn value_to_json(
+    value: &prost_types::Value,
+    depth: usize,
+) -> Result<serde_json::Value, &'static str> {
     use prost_types::value::Kind;
     Ok(match &value.kind {
         None | Some(Kind::NullValue(_)) => serde_json::Value::Null,
@@ -259,12 +288,17 @@ fn value_to_json(value: &prost_types::Value) -> Result<serde_json::Value, &'stat
             .ok_or("must not hold NaN or infinite numbers")?,
         Some(Kind::StringValue(s)) => serde_json::Value::String(s.clone()),
         Some(Kind::BoolValue(b)) => serde_json::Value::Bool(*b),
-        Some(Kind::StructValue(s)) => serde_json::Value::Object(struct_to_json(s)?),
-        Some(Kind::ListValue(list)) => serde_json::Value::Array(
-            list.values
-                .iter()
-                .map(value_to_json)
-                .collect::<Result<_, _>>()?,
-        ),
+        Some(Kind::StructValue(s)) => serde_json::Value::Object(struct_to_json(s, depth + 1)?),
+        Some(Kind::ListValue(list)) => {
+            if depth + 1 > CUSTOM_DATA_MAX_DEPTH {
+                return Err(TOO_DEEP);
+            }
+            serde_json::Value::Array(
+                list.values
+                    .iter()
+                    .map(|value| value_to_json(value, depth + 1))
+                    .collect::<Result<_, _>>()?,
+            )
+        }
     })
 }

@@ -26,6 +26,10 @@ const EXPIRY_MARGIN: Duration = Duration::from_secs(5);
 /// Background refreshes are at least this far apart, even if PortOne keeps
 /// answering with a token that is about to run out.
 const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
+/// The longest lifetime believed, whatever getToken reports: PortOne's tokens
+/// last 30 minutes, and a lifetime of centuries (`expired_at` = i64::MAX)
+/// must neither overflow an `Instant` nor keep a revoked token forever.
+const MAX_LIFETIME: Duration = Duration::from_secs(60 * 60);
 
 /// An access token with the instants, on our own clock, that govern it.
 pub(crate) struct AccessToken {
@@ -51,7 +55,10 @@ impl AccessToken {
                 )
             })?;
         authorization.set_sensitive(true);
-        let lifetime = Duration::from_secs(expired_at.saturating_sub(now).max(0).unsigned_abs());
+        // An expired or absurd answer gives a token that is refreshed at the
+        // next call, never an arithmetic overflow.
+        let lifetime = Duration::from_secs(expired_at.saturating_sub(now).max(0).unsigned_abs())
+            .min(MAX_LIFETIME);
         let received = Instant::now();
         let refresh_after = (received + lifetime.saturating_sub(REFRESH_AHEAD))
             .max(received + MIN_REFRESH_INTERVAL.min(lifetime / 2));
@@ -148,14 +155,15 @@ impl TokenCache {
         let (sender, receiver) = watch::channel(None);
         let cache = self.clone();
         tokio::spawn(async move {
+            // Cleared even if the fetch panics: the next caller starts a
+            // new refresh instead of waiting on this one forever. The
+            // waiters see the sender dropped, and fail their call.
+            let refreshing = RefreshUnderWay(cache);
             let result = fetch.await.map(Arc::new);
-            {
-                let mut state = cache.lock();
-                if let Ok(token) = &result {
-                    state.current = Some(token.clone());
-                }
-                state.refreshing = None;
+            if let Ok(token) = &result {
+                refreshing.0.lock().current = Some(token.clone());
             }
+            drop(refreshing);
             let _ = sender.send(Some(result));
         });
         receiver
@@ -175,9 +183,64 @@ impl TokenCache {
     }
 }
 
+/// Marks a refresh as under way for as long as it lives.
+struct RefreshUnderWay(TokenCache);
+
+impl Drop for RefreshUnderWay {
+    fn drop(&mut self) {
+        self.0.lock().refreshing = None;
+    }
+}
+
 fn refresh_lost() -> UpstreamError {
     UpstreamError::without_answer(
         UpstreamErrorKind::Unavailable,
         "the access token refresh stopped before it finished",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token() -> SecretString {
+        SecretString::from("tok")
+    }
+
+    #[test]
+    fn no_reported_lifetime_overflows_our_clock() {
+        for (now, expired_at) in [
+            (-1_000_000_000_000_000_000, i64::MAX),
+            (i64::MIN, i64::MAX),
+            (i64::MAX, i64::MIN),
+            (1_700_000_000, 1_600_000_000),
+            (0, 0),
+        ] {
+            let token = AccessToken::new(&token(), now, expired_at).unwrap();
+            assert!(token.expires <= Instant::now() + MAX_LIFETIME);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refresh_that_panics_fails_its_callers_and_not_the_next_refresh() {
+        let cache = TokenCache::default();
+        let panicked = cache
+            .get(
+                || async {
+                    panic!("getToken answer handling panicked");
+                    #[allow(unreachable_code)]
+                    AccessToken::new(&token(), 0, 1800)
+                },
+                Deadline::none(),
+            )
+            .await;
+        assert!(panicked.is_err());
+        let next = cache
+            .get(
+                || async { AccessToken::new(&token(), 0, 1800) },
+                Deadline::none(),
+            )
+            .await;
+        assert!(next.is_ok(), "{next:?}");
+    }
 }

@@ -3,9 +3,10 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Method, header};
 use reqwest::Url;
+use tower::retry::budget::{Budget, TpsBudget};
 
 use super::{
     error::{UpstreamError, UpstreamErrorKind},
@@ -13,7 +14,7 @@ use super::{
 };
 use crate::{
     deadline::Deadline,
-    telemetry::{ClientAttempt, record_retry},
+    telemetry::{ClientAttempt, record_retry, record_retry_refused},
 };
 
 /// Most attempts of one call.
@@ -24,6 +25,9 @@ const BASE_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// Most of an unexpected body quoted back in `upstream_message`.
 const QUOTED_BODY_CHARS: usize = 200;
+/// Most of an answer read: PortOne's largest documented answers are a few
+/// KiB, and memory must not grow with what an upstream sends.
+const MAX_ANSWER_BYTES: usize = 1024 * 1024;
 
 /// When a call may be sent again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +63,14 @@ pub(super) struct Answer {
     pub body: Bytes,
 }
 
+/// What was read of an answer.
+enum Read {
+    /// Status, body and headers.
+    Whole(u16, Bytes, HeaderMap),
+    /// The body would have passed [`MAX_ANSWER_BYTES`].
+    TooLarge(u16),
+}
+
 /// Why one attempt failed, and whether another may follow.
 struct Failure {
     error: UpstreamError,
@@ -75,10 +87,21 @@ enum FailureClass {
     NeverSent,
 }
 
-/// The HTTP connection pool and the per-attempt timeout.
+/// The retry budget (§7, Finagle's `RetryBudget`): retries are at most this
+/// share of the calls of the last [`RETRY_BUDGET_WINDOW`]…
+const RETRY_BUDGET_PERCENT: f32 = 0.2;
+/// …plus this many a second, so that a quiet facade may still retry.
+const RETRY_BUDGET_MIN_PER_SECOND: u32 = 3;
+const RETRY_BUDGET_WINDOW: Duration = Duration::from_secs(10);
+
+/// The HTTP connection pool, the per-attempt timeout and the retry budget
+/// that all calls share.
 pub(super) struct Transport {
     http: reqwest::Client,
     attempt_timeout: Duration,
+    /// tower's port of Finagle's budget: each call deposits, each retry
+    /// withdraws, so that an outage is not met with three times the load.
+    retry_budget: TpsBudget,
 }
 
 impl Transport {
@@ -95,17 +118,25 @@ impl Transport {
         Ok(Transport {
             http,
             attempt_timeout,
+            retry_budget: TpsBudget::new(
+                RETRY_BUDGET_WINDOW,
+                RETRY_BUDGET_MIN_PER_SECOND,
+                RETRY_BUDGET_PERCENT,
+            ),
         })
     }
 
     /// Sends `call` (with `authorization`, when given) until a 2xx answer
-    /// or a final error, retrying as its [`RetryRule`] allows.
+    /// or a final error, retrying as its [`RetryRule`] and the retry budget
+    /// allow. A retry the budget refuses ends the call with the last
+    /// attempt's error at once.
     pub(super) async fn send(
         &self,
         call: &Call,
         authorization: Option<&HeaderValue>,
         deadline: Deadline,
     ) -> Result<Answer, UpstreamError> {
+        self.retry_budget.deposit();
         let mut attempts = 0;
         loop {
             attempts += 1;
@@ -129,6 +160,10 @@ impl Transport {
                     .retry_after
                     .unwrap_or_else(|| backoff(attempts));
                 if deadline.fits(wait) && wait <= self.attempt_timeout {
+                    if !self.retry_budget.withdraw() {
+                        record_retry_refused();
+                        return Err(failure.error);
+                    }
                     tokio::time::sleep(wait).await;
                     record_retry("transient");
                     continue;
@@ -166,17 +201,48 @@ impl Transport {
             request = request.body(body.clone());
         }
         let exchange = async {
-            let response = request.send().await?;
+            let mut response = request.send().await?;
             let status = response.status().as_u16();
             let headers = response.headers().clone();
-            let body = response.bytes().await?;
-            Ok::<_, reqwest::Error>((status, body, headers))
+            // Read in chunks and counted, so that no more than the limit is
+            // ever held; the connection is dropped with the rest unread.
+            if response
+                .content_length()
+                .is_some_and(|length| length > MAX_ANSWER_BYTES as u64)
+            {
+                return Ok(Read::TooLarge(status));
+            }
+            let mut body = BytesMut::new();
+            while let Some(chunk) = response.chunk().await? {
+                if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+                    return Ok(Read::TooLarge(status));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok::<_, reqwest::Error>(Read::Whole(status, body.freeze(), headers))
         };
         let outcome = tokio::time::timeout(limit, exchange).await;
         match outcome {
-            Ok(Ok(answer)) => {
-                attempt.answered(answer.0, || portone_code(answer.0, &answer.1));
-                Ok(answer)
+            Ok(Ok(Read::Whole(status, body, headers))) => {
+                attempt.answered(status, || portone_code(status, &body));
+                Ok((status, body, headers))
+            }
+            Ok(Ok(Read::TooLarge(status))) => {
+                attempt.answered(status, || None);
+                Err(Failure {
+                    error: UpstreamError {
+                        kind: UpstreamErrorKind::Unavailable,
+                        http_status: Some(status),
+                        upstream_code: None,
+                        upstream_message: format!(
+                            "PortOne's answer was larger than 1 MiB ({MAX_ANSWER_BYTES} bytes) \
+                             and was not read further"
+                        ),
+                        retry_after: None,
+                    },
+                    // The same request would get the same answer.
+                    class: FailureClass::Final,
+                })
             }
             Ok(Err(error)) => {
                 attempt.failed(if error.is_connect() {

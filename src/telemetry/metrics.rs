@@ -28,6 +28,8 @@ pub(super) struct Instruments {
     token_refreshes: Counter<u64>,
     /// `portone.upstream.retries`: upstream attempts repeated, by reason.
     retries: Counter<u64>,
+    /// `portone.upstream.retries_refused`: retries the retry budget refused.
+    retries_refused: Counter<u64>,
 }
 
 /// The instruments; set once when a metric exporter runs.
@@ -63,6 +65,12 @@ pub(super) fn install_instruments() {
                 .u64_counter("portone.upstream.retries")
                 .with_description("Upstream attempts repeated after a transient failure or a 401")
                 .build(),
+            retries_refused: meter
+                .u64_counter("portone.upstream.retries_refused")
+                .with_description(
+                    "Retries the retry budget refused (20% of the calls of the last 10 s, plus 3/s)",
+                )
+                .build(),
         }
     });
 }
@@ -87,6 +95,13 @@ pub(crate) fn record_retry(reason: &'static str) {
         instruments
             .retries
             .add(1, &[KeyValue::new("reason", reason)]);
+    }
+}
+
+/// Counts one retry that the retry budget refused.
+pub(crate) fn record_retry_refused() {
+    if let Some(instruments) = instruments() {
+        instruments.retries_refused.add(1, &[]);
     }
 }
 
