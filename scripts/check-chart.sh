@@ -139,15 +139,15 @@ if psc.get("runAsNonRoot") is not True or psc.get("runAsUser") != 65532 or psc.g
     err(f"pod securityContext {psc}")
 if psc.get("seccompProfile", {}).get("type") != "RuntimeDefault":
     err("pod seccompProfile is not RuntimeDefault")
-grace = (cm.get("SHUTDOWN_GRACE", "0s")).rstrip("s")
+grace = int((cm.get("SHUTDOWN_GRACE", "0s")).rstrip("s")) + int((cm.get("SHUTDOWN_DELAY", "0s")).rstrip("s"))
 pre = 0
 containers = pod.get("containers", [])
 if len(containers) != 1:
     err(f"{len(containers)} containers")
 c = containers[0] if containers else {}
 pre = (((c.get("lifecycle") or {}).get("preStop") or {}).get("sleep") or {}).get("seconds", 0)
-if not pod.get("terminationGracePeriodSeconds", 0) > int(grace) + pre:
-    err(f"terminationGracePeriodSeconds {pod.get('terminationGracePeriodSeconds')} <= SHUTDOWN_GRACE {grace}s + preStop {pre}s")
+if not pod.get("terminationGracePeriodSeconds", 0) > grace + pre:
+    err(f"terminationGracePeriodSeconds {pod.get('terminationGracePeriodSeconds')} <= SHUTDOWN_GRACE + SHUTDOWN_DELAY {grace}s + preStop {pre}s")
 sc = c.get("securityContext", {})
 want = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
         "runAsUser": 65532, "runAsGroup": 65532, "privileged": False}

@@ -110,6 +110,10 @@ pub struct ServeArgs {
     /// Drain time after SIGTERM/SIGINT.
     #[arg(long, env = "SHUTDOWN_GRACE", default_value = "20s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
+    /// After SIGTERM, health turns NOT_SERVING at once but new calls are still
+    /// taken this long before the drain (for clusters without a preStop sleep).
+    #[arg(long, env = "SHUTDOWN_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub shutdown_delay: Duration,
     /// Most API calls in flight; beyond it calls get RESOURCE_EXHAUSTED (OVERLOADED).
     #[arg(long, env = "MAX_IN_FLIGHT", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_in_flight: u32,
@@ -152,6 +156,8 @@ pub struct Settings {
     pub upstream_timeout: Duration,
     /// Drain time.
     pub shutdown_grace: Duration,
+    /// Time between NOT_SERVING and the drain.
+    pub shutdown_delay: Duration,
     /// In-flight limit.
     pub max_in_flight: usize,
 }
@@ -231,6 +237,7 @@ impl ServeArgs {
             user_code: self.user_code.filter(|code| !code.trim().is_empty()),
             upstream_timeout: self.upstream_timeout,
             shutdown_grace: self.shutdown_grace,
+            shutdown_delay: self.shutdown_delay,
             max_in_flight: self.max_in_flight as usize,
         })
     }

@@ -84,6 +84,7 @@ pub async fn run(
     let options = ServerOptions {
         max_in_flight: settings.max_in_flight,
         shutdown_grace: settings.shutdown_grace,
+        shutdown_delay: settings.shutdown_delay,
         default_user_code,
     };
     server::serve(listener, client, options, shutdown).await

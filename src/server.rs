@@ -42,7 +42,7 @@ use crate::{
         payment_prepare_service_server::PaymentPrepareServiceServer,
     },
     portone::PortOneClient,
-    telemetry::{ActiveRequestsGauge, ServerCall},
+    telemetry::{ActiveRequestsGauge, ServerCall, record_shed},
 };
 
 /// Error type of server start-up.
@@ -61,6 +61,10 @@ pub struct ServerOptions {
     pub max_in_flight: usize,
     /// How long in-flight calls may take to finish after shutdown begins.
     pub shutdown_grace: Duration,
+    /// How long new calls are still taken after shutdown begins, with
+    /// health already `NOT_SERVING`, so that endpoints stop routing here
+    /// before the listener closes.
+    pub shutdown_delay: Duration,
     /// Default `user_code` for payment links.
     pub default_user_code: Option<String>,
 }
@@ -106,11 +110,21 @@ pub async fn serve(
         .keep_alive_timeout(Duration::from_secs(10));
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
+    // Set when shutdown begins: the listener closes when it fires.
+    let mut stop_accepting = Option::<std::pin::Pin<Box<tokio::time::Sleep>>>::None;
     tracing::info!(local_addr = %listener.local_addr()?, "listening");
     loop {
         tokio::select! {
             biased;
-            () = &mut shutdown => break,
+            () = &mut shutdown, if stop_accepting.is_none() => {
+                set_not_serving(&health).await;
+                if options.shutdown_delay.is_zero() {
+                    break;
+                }
+                tracing::info!(delay = ?options.shutdown_delay, "not serving; still taking calls until the delay is over");
+                stop_accepting = Some(Box::pin(tokio::time::sleep(options.shutdown_delay)));
+            }
+            () = async { if let Some(delay) = stop_accepting.as_mut() { delay.await } }, if stop_accepting.is_some() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
                     let _ = stream.set_nodelay(true);
@@ -132,7 +146,6 @@ pub async fn serve(
     }
     drop(listener);
     tracing::info!(in_flight = in_flight.count(), grace = ?options.shutdown_grace, "shutting down");
-    set_not_serving(&health).await;
     drain(graceful, &in_flight, options.shutdown_grace).await;
     tracing::info!("stopped");
     Ok(())
@@ -275,6 +288,7 @@ where
                 Some(guard) => Some(guard),
                 None => {
                     let limit = self.in_flight.limit;
+                    record_shed();
                     let response = to_status(FacadeError::Overloaded { limit }).into_http();
                     if let Some(call) = call {
                         call.finish(grpc_status(&response));

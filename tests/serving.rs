@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use portone_facade::{
     pb::{GetPreparedPaymentRequest, PreparePaymentRequest},
-    sandbox::{Endpoint, Fault},
+    sandbox::{Endpoint, Fault, Sandbox},
 };
 use support::{Facade, sandbox_and_facade};
 use tokio_stream::StreamExt;
@@ -165,5 +165,47 @@ async fn on_shutdown_health_turns_not_serving_and_the_call_in_flight_still_compl
         .unwrap()
         .expect("the call in flight completes");
     assert_eq!(answer.into_inner().prepared_payment.unwrap().amount, "500");
+    stopping.await.unwrap();
+}
+
+#[tokio::test]
+async fn during_the_shutdown_delay_health_is_not_serving_and_new_calls_are_still_answered() {
+    let sandbox = Sandbox::start(Default::default()).await.unwrap();
+    let mut settings = support::settings(&sandbox.url(), sandbox.imp_key(), sandbox.imp_secret());
+    settings.shutdown_delay = Duration::from_secs(2);
+    let facade = Facade::start(settings).await;
+    let addr = facade.addr;
+    assert_eq!(health(&facade, "").await.unwrap(), ServingStatus::Serving);
+    let stopping = tokio::spawn(facade.stop());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // A client that only now connects, as a pod that has not yet seen the
+    // endpoint removed would.
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .expect("the listener is still open during the delay");
+    let status = HealthClient::new(channel.clone())
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status();
+    assert_eq!(status, ServingStatus::NotServing);
+    let answer =
+        portone_facade::pb::payment_prepare_service_client::PaymentPrepareServiceClient::new(
+            channel,
+        )
+        .prepare_payment(PreparePaymentRequest {
+            merchant_uid: "after-sigterm".into(),
+            amount: "700".into(),
+            currency: String::new(),
+        })
+        .await
+        .expect("a call during the delay is answered");
+    assert_eq!(answer.into_inner().prepared_payment.unwrap().amount, "700");
     stopping.await.unwrap();
 }

@@ -268,6 +268,71 @@ async fn metrics_arrive_with_their_documented_names() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_failures_an_operator_watches_are_counted_when_they_happen() {
+    let sandbox = Sandbox::start(Default::default()).await.unwrap();
+    let receiver = OtlpReceiver::start(Keep::Everything).unwrap();
+    let process = facade(&sandbox, &receiver, &[("MAX_IN_FLIGHT", "1")]);
+    let mut client = PaymentPrepareServiceClient::new(channel(&process));
+
+    // getToken fails (every attempt of one fetch).
+    sandbox.inject_times(Endpoint::GetToken, Fault::status(503, -1, "점검 중"), 3);
+    let status = client
+        .prepare_payment(prepare("metered-failures"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    client
+        .prepare_payment(prepare("metered-failures"))
+        .await
+        .unwrap();
+
+    // An answer too large to read.
+    sandbox.inject(
+        Endpoint::GetPrepared,
+        Fault::Respond {
+            status: 200,
+            body: format!(
+                r#"{{"code":0,"padding":"{}"}}"#,
+                "x".repeat(2 * 1024 * 1024)
+            ),
+            retry_after: None,
+        },
+    );
+    let read = GetPreparedPaymentRequest {
+        merchant_uid: "metered-failures".into(),
+    };
+    let status = client.get_prepared_payment(read.clone()).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+
+    // A call over MAX_IN_FLIGHT = 1 while another waits on PortOne.
+    sandbox.inject(
+        Endpoint::GetPrepared,
+        Fault::Delay(Duration::from_millis(800)),
+    );
+    let mut waiting_client = client.clone();
+    let called = sandbox.calls(Endpoint::GetPrepared);
+    let waiting = {
+        let read = read.clone();
+        tokio::spawn(async move { waiting_client.get_prepared_payment(read).await })
+    };
+    support::wait_for_calls(&sandbox, Endpoint::GetPrepared, called + 1).await;
+    let status = client.get_prepared_payment(read).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    waiting.await.unwrap().unwrap();
+
+    receiver
+        .wait_for_metrics(
+            WAIT,
+            &[
+                "portone.token.failures",
+                "portone.upstream.oversized_answers",
+                "rpc.server.shed",
+            ],
+        )
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn durations_are_counted_by_method_and_outcome() {
     let sandbox = Sandbox::start(Default::default()).await.unwrap();
     let receiver = OtlpReceiver::start(Keep::Everything).unwrap();

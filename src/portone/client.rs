@@ -22,7 +22,7 @@ use crate::{
     ids::{LinkId, MerchantUid},
     money::Money,
     secret::{ExposeSecret, SecretString},
-    telemetry::{in_token_span, record_retry, record_token_fetch},
+    telemetry::{in_token_span, record_retry, record_token_failure, record_token_fetch},
 };
 
 /// Where PortOne is and how to talk to it.
@@ -314,9 +314,18 @@ impl ClientInner {
     }
 
     /// `POST /users/getToken`, with its own deadline so that no single
-    /// caller's deadline cuts the refresh short for everybody.
+    /// caller's deadline cuts the refresh short for everybody; a failure is
+    /// counted for the operator.
     async fn fetch_token(&self) -> Result<AccessToken, UpstreamError> {
         record_token_fetch();
+        let fetched = self.request_token().await;
+        if fetched.is_err() {
+            record_token_failure();
+        }
+        fetched
+    }
+
+    async fn request_token(&self) -> Result<AccessToken, UpstreamError> {
         let body = TokenBody {
             imp_key: self.imp_key.expose_secret(),
             imp_secret: self.imp_secret.expose_secret(),

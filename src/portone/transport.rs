@@ -14,7 +14,7 @@ use super::{
 };
 use crate::{
     deadline::Deadline,
-    telemetry::{ClientAttempt, record_retry, record_retry_refused},
+    telemetry::{ClientAttempt, record_oversized_answer, record_retry, record_retry_refused},
 };
 
 /// Most attempts of one call.
@@ -229,6 +229,7 @@ impl Transport {
             }
             Ok(Ok(Read::TooLarge(status))) => {
                 attempt.answered(status, || None);
+                record_oversized_answer();
                 Err(Failure {
                     error: UpstreamError {
                         kind: UpstreamErrorKind::Unavailable,

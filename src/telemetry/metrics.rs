@@ -30,6 +30,12 @@ pub(super) struct Instruments {
     retries: Counter<u64>,
     /// `portone.upstream.retries_refused`: retries the retry budget refused.
     retries_refused: Counter<u64>,
+    /// `portone.token.failures`: getToken calls that gave no token.
+    token_failures: Counter<u64>,
+    /// `rpc.server.shed`: calls refused as OVERLOADED (over `MAX_IN_FLIGHT`).
+    shed: Counter<u64>,
+    /// `portone.upstream.oversized_answers`: answers refused past 1 MiB.
+    oversized_answers: Counter<u64>,
 }
 
 /// The instruments; set once when a metric exporter runs.
@@ -65,6 +71,18 @@ pub(super) fn install_instruments() {
                 .u64_counter("portone.upstream.retries")
                 .with_description("Upstream attempts repeated after a transient failure or a 401")
                 .build(),
+            token_failures: meter
+                .u64_counter("portone.token.failures")
+                .with_description("getToken calls that gave no token (refused, failed or unreadable)")
+                .build(),
+            shed: meter
+                .u64_counter("rpc.server.shed")
+                .with_description("Calls refused as OVERLOADED because MAX_IN_FLIGHT were in flight")
+                .build(),
+            oversized_answers: meter
+                .u64_counter("portone.upstream.oversized_answers")
+                .with_description("PortOne answers refused unread past 1 MiB")
+                .build(),
             retries_refused: meter
                 .u64_counter("portone.upstream.retries_refused")
                 .with_description(
@@ -81,11 +99,16 @@ pub(super) fn instruments() -> Option<&'static Instruments> {
     INSTRUMENTS.get()
 }
 
+/// Adds one to the counter `which` picks, when metrics are recorded.
+fn count(which: impl FnOnce(&Instruments) -> &Counter<u64>) {
+    if let Some(instruments) = instruments() {
+        which(instruments).add(1, &[]);
+    }
+}
+
 /// Counts one getToken call.
 pub(crate) fn record_token_fetch() {
-    if let Some(instruments) = instruments() {
-        instruments.token_refreshes.add(1, &[]);
-    }
+    count(|instruments| &instruments.token_refreshes)
 }
 
 /// Counts one repeated upstream attempt; `reason` is `transient` or
@@ -98,11 +121,24 @@ pub(crate) fn record_retry(reason: &'static str) {
     }
 }
 
+/// Counts one getToken call that gave no token.
+pub(crate) fn record_token_failure() {
+    count(|instruments| &instruments.token_failures)
+}
+
+/// Counts one call refused as OVERLOADED.
+pub(crate) fn record_shed() {
+    count(|instruments| &instruments.shed)
+}
+
+/// Counts one PortOne answer refused as too large.
+pub(crate) fn record_oversized_answer() {
+    count(|instruments| &instruments.oversized_answers)
+}
+
 /// Counts one retry that the retry budget refused.
 pub(crate) fn record_retry_refused() {
-    if let Some(instruments) = instruments() {
-        instruments.retries_refused.add(1, &[]);
-    }
+    count(|instruments| &instruments.retries_refused)
 }
 
 /// `rpc.server.active_requests`: RPCs in flight, read from the server's own

@@ -19,7 +19,10 @@ use opentelemetry::{global, trace::TracerProvider as _};
 use opentelemetry_sdk::{metrics::SdkMeterProvider, trace::SdkTracerProvider};
 
 pub(crate) use self::{
-    metrics::{ActiveRequestsGauge, record_retry, record_retry_refused, record_token_fetch},
+    metrics::{
+        ActiveRequestsGauge, record_oversized_answer, record_retry, record_retry_refused,
+        record_shed, record_token_failure, record_token_fetch,
+    },
     spans::{ClientAttempt, ServerCall, in_token_span, record_merchant_uid},
 };
 use crate::config::LogFormat;

@@ -46,6 +46,7 @@ pub fn settings(api_url: &str, imp_key: &str, imp_secret: &str) -> Settings {
         user_code: Some("imp12345678".to_owned()),
         upstream_timeout: Duration::from_secs(3),
         shutdown_grace: Duration::from_secs(5),
+        shutdown_delay: Duration::ZERO,
         max_in_flight: 4096,
     }
 }
@@ -213,11 +214,22 @@ pub async fn prepared(facade: &Facade, prefix: &str, amount: &str) -> String {
 
 /// Waits (at most 5 s) until `endpoint` of `sandbox` has been called.
 pub async fn wait_until_called(sandbox: &Sandbox, endpoint: portone_facade::sandbox::Endpoint) {
+    wait_for_calls(sandbox, endpoint, 1).await;
+}
+
+/// Waits (at most 5 s) until `endpoint` of `sandbox` has been called
+/// `at_least` times.
+pub async fn wait_for_calls(
+    sandbox: &Sandbox,
+    endpoint: portone_facade::sandbox::Endpoint,
+    at_least: usize,
+) {
     let started = std::time::Instant::now();
-    while sandbox.calls(endpoint) == 0 {
+    while sandbox.calls(endpoint) < at_least {
         assert!(
             started.elapsed() < Duration::from_secs(5),
-            "{endpoint:?} was never called"
+            "{endpoint:?} was called {} times, not {at_least}",
+            sandbox.calls(endpoint)
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

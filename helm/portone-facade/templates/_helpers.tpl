@@ -113,8 +113,9 @@ imp_key imp_secret
 {{- fail (printf "extraEnv: %s may not be set here; credentials come from portone.existingSecret or portone.impKey/impSecret" $name) }}
 {{- end }}
 {{- end }}
-{{- if and (not (kindIs "invalid" .Values.terminationGracePeriodSeconds)) (le (int .Values.terminationGracePeriodSeconds) (int (add .Values.config.shutdownGraceSeconds .Values.lifecycle.preStopSleepSeconds))) }}
-{{- fail (printf "terminationGracePeriodSeconds (%v) must exceed lifecycle.preStopSleepSeconds + config.shutdownGraceSeconds (%v)" .Values.terminationGracePeriodSeconds (add .Values.config.shutdownGraceSeconds .Values.lifecycle.preStopSleepSeconds)) }}
+{{- $stopping := add .Values.config.shutdownGraceSeconds .Values.config.shutdownDelaySeconds .Values.lifecycle.preStopSleepSeconds }}
+{{- if and (not (kindIs "invalid" .Values.terminationGracePeriodSeconds)) (le (int .Values.terminationGracePeriodSeconds) (int $stopping)) }}
+{{- fail (printf "terminationGracePeriodSeconds (%v) must exceed lifecycle.preStopSleepSeconds + config.shutdownDelaySeconds + config.shutdownGraceSeconds (%v)" .Values.terminationGracePeriodSeconds $stopping) }}
 {{- end }}
 {{- if and .Values.podDisruptionBudget.enabled (kindIs "invalid" .Values.podDisruptionBudget.minAvailable) (kindIs "invalid" .Values.podDisruptionBudget.maxUnavailable) }}
 {{- fail "podDisruptionBudget: set minAvailable or maxUnavailable" }}
@@ -126,7 +127,7 @@ imp_key imp_secret
 
 {{- define "portone-facade.terminationGracePeriodSeconds" -}}
 {{- if kindIs "invalid" .Values.terminationGracePeriodSeconds }}
-{{- add .Values.lifecycle.preStopSleepSeconds .Values.config.shutdownGraceSeconds .Values.terminationGraceMarginSeconds }}
+{{- add .Values.lifecycle.preStopSleepSeconds .Values.config.shutdownDelaySeconds .Values.config.shutdownGraceSeconds .Values.terminationGraceMarginSeconds }}
 {{- else }}
 {{- .Values.terminationGracePeriodSeconds }}
 {{- end }}
@@ -145,6 +146,7 @@ replace the chart's own.
   "PORTONE_LINK_API_URL" $v.portone.linkApiUrl
   "UPSTREAM_TIMEOUT" $v.config.upstreamTimeout
   "SHUTDOWN_GRACE" (printf "%ds" (int $v.config.shutdownGraceSeconds))
+  "SHUTDOWN_DELAY" (printf "%ds" (int $v.config.shutdownDelaySeconds))
   "RUST_LOG" $v.config.rustLog
   "LOG_FORMAT" $v.config.logFormat
 }}
