@@ -114,6 +114,10 @@ pub struct ServeArgs {
     /// taken this long before the drain (for clusters without a preStop sleep).
     #[arg(long, env = "SHUTDOWN_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]
     pub shutdown_delay: Duration,
+    /// GOAWAY to connections older than this (±10%), so that clients spread
+    /// over new pods after a scale-up.
+    #[arg(long, env = "MAX_CONNECTION_AGE", default_value = "30m", value_parser = humantime::parse_duration)]
+    pub max_connection_age: Duration,
     /// Most API calls in flight; beyond it calls get RESOURCE_EXHAUSTED (OVERLOADED).
     #[arg(long, env = "MAX_IN_FLIGHT", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_in_flight: u32,
@@ -158,6 +162,8 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// Time between NOT_SERVING and the drain.
     pub shutdown_delay: Duration,
+    /// Connection age before GOAWAY.
+    pub max_connection_age: Duration,
     /// In-flight limit.
     pub max_in_flight: usize,
 }
@@ -238,6 +244,7 @@ impl ServeArgs {
             upstream_timeout: self.upstream_timeout,
             shutdown_grace: self.shutdown_grace,
             shutdown_delay: self.shutdown_delay,
+            max_connection_age: self.max_connection_age,
             max_in_flight: self.max_in_flight as usize,
         })
     }

@@ -85,6 +85,7 @@ pub async fn run(
         max_in_flight: settings.max_in_flight,
         shutdown_grace: settings.shutdown_grace,
         shutdown_delay: settings.shutdown_delay,
+        max_connection_age: settings.max_connection_age,
         default_user_code,
     };
     server::serve(listener, client, options, shutdown).await

@@ -17,15 +17,15 @@ use std::{
 use http::{HeaderMap, Request, Response};
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::graceful::GracefulShutdown,
     service::TowerToHyperService,
 };
 use opentelemetry::trace::FutureExt as _;
 use tokio::{
-    net::TcpListener,
-    sync::{Notify, OwnedSemaphorePermit, Semaphore},
+    net::{TcpListener, TcpStream},
+    sync::{Notify, OwnedSemaphorePermit, Semaphore, watch},
     time::Instant,
 };
+use tokio_util::task::TaskTracker;
 use tonic::{body::Body, service::Routes};
 use tonic_health::{
     ServingStatus,
@@ -53,6 +53,22 @@ const API_PATH_PREFIX: &str = "/portone.facade.v1.";
 /// After the last API call finished, how long open streams (a health Watch)
 /// may still hold the drain before connections are dropped.
 const STREAM_LINGER: Duration = Duration::from_millis(300);
+/// A connection that has not sent the HTTP/2 preface and the header of its
+/// SETTINGS frame by then is closed (§7): half-open connections hold no
+/// resources for long.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Streams one connection may have open. `MAX_IN_FLIGHT` bounds the process;
+/// this keeps one client from taking all of it, and bounds what a burst of
+/// opened-and-reset streams can cost.
+const MAX_STREAMS_PER_CONNECTION: u32 = 1024;
+/// Headers of one request: gRPC metadata plus W3C trace context is far less.
+const MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
+/// Streams reset by the client before they were accepted: above this the
+/// connection is closed with GOAWAY (the rapid-reset attack, CVE-2023-44487).
+const MAX_PENDING_ACCEPT_RESETS: usize = 20;
+/// Streams this server resets for protocol errors before it gives up on the
+/// connection.
+const MAX_LOCAL_ERROR_RESETS: usize = 256;
 
 /// How the server behaves, apart from what it calls.
 #[derive(Debug, Clone)]
@@ -65,6 +81,9 @@ pub struct ServerOptions {
     /// health already `NOT_SERVING`, so that endpoints stop routing here
     /// before the listener closes.
     pub shutdown_delay: Duration,
+    /// Connections older than this (±10%) are sent GOAWAY, then given
+    /// `shutdown_grace` to finish their calls.
+    pub max_connection_age: Duration,
     /// Default `user_code` for payment links.
     pub default_user_code: Option<String>,
 }
@@ -105,10 +124,16 @@ pub async fn serve(
     let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     http2
         .timer(TokioTimer::new())
-        .max_concurrent_streams(u32::try_from(options.max_in_flight.max(100)).unwrap_or(u32::MAX))
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+        .max_header_list_size(MAX_HEADER_LIST_BYTES)
+        .max_pending_accept_reset_streams(MAX_PENDING_ACCEPT_RESETS)
+        .max_local_error_reset_streams(MAX_LOCAL_ERROR_RESETS)
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(10));
-    let graceful = GracefulShutdown::new();
+    // Tells every connection to send GOAWAY and finish; the tracker says
+    // when they all have.
+    let (stop_connections, connections_stop) = watch::channel(false);
+    let connections = TaskTracker::new();
     let mut shutdown = std::pin::pin!(shutdown);
     // Set when shutdown begins: the listener closes when it fires.
     let mut stop_accepting = Option::<std::pin::Pin<Box<tokio::time::Sleep>>>::None;
@@ -128,12 +153,31 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
                     let _ = stream.set_nodelay(true);
-                    let connection = http2.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service.clone()));
-                    let connection = graceful.watch(connection);
-                    tokio::spawn(async move {
-                        if let Err(error) = connection.await {
-                            tracing::debug!(%error, "connection ended with an error");
+                    let http2 = http2.clone();
+                    let service = TowerToHyperService::new(service.clone());
+                    let mut stop = connections_stop.clone();
+                    let age = jittered(options.max_connection_age);
+                    let grace = options.shutdown_grace;
+                    connections.spawn(async move {
+                        if !sent_http2_preface(&stream).await {
+                            tracing::debug!("closed a connection that sent no HTTP/2 preface in time");
+                            return;
                         }
+                        let connection = http2.serve_connection(TokioIo::new(stream), service);
+                        let mut connection = std::pin::pin!(connection);
+                        tokio::select! {
+                            ended = connection.as_mut() => {
+                                if let Err(error) = ended {
+                                    tracing::debug!(%error, "connection ended with an error");
+                                }
+                                return;
+                            }
+                            () = tokio::time::sleep(age) => {}
+                            _ = stop.wait_for(|stopping| *stopping) => {}
+                        }
+                        // GOAWAY: no new streams; the calls under way finish.
+                        connection.as_mut().graceful_shutdown();
+                        let _ = tokio::time::timeout(grace, connection).await;
                     });
                 }
                 Err(error) => {
@@ -146,15 +190,17 @@ pub async fn serve(
     }
     drop(listener);
     tracing::info!(in_flight = in_flight.count(), grace = ?options.shutdown_grace, "shutting down");
-    drain(graceful, &in_flight, options.shutdown_grace).await;
+    let _ = stop_connections.send(true);
+    connections.close();
+    drain(&connections, &in_flight, options.shutdown_grace).await;
     tracing::info!("stopped");
     Ok(())
 }
 
 /// Waits for connections to close: until every API call in flight has
 /// finished (plus a short linger for other streams), or the grace runs out.
-async fn drain(graceful: GracefulShutdown, in_flight: &InFlight, grace: Duration) {
-    let all_closed = graceful.shutdown();
+async fn drain(connections: &TaskTracker, in_flight: &InFlight, grace: Duration) {
+    let all_closed = connections.wait();
     let api_calls_done = async {
         in_flight.wait_idle().await;
         tokio::time::sleep(STREAM_LINGER).await;
@@ -325,6 +371,33 @@ where
             None => Box::pin(answer),
         }
     }
+}
+
+/// Whether the client on `stream` sent the HTTP/2 connection preface and the
+/// header of its SETTINGS frame (24 + 9 bytes) within [`HANDSHAKE_TIMEOUT`].
+/// They are only peeked at: hyper reads them again.
+async fn sent_http2_preface(stream: &TcpStream) -> bool {
+    const PREFACE_AND_SETTINGS_HEADER: usize = 24 + 9;
+    const POLL: Duration = Duration::from_millis(10);
+    let mut start = [0u8; PREFACE_AND_SETTINGS_HEADER];
+    let waited = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+        // Bounded: the timeout ends it after about 1,000 polls.
+        loop {
+            match stream.peek(&mut start).await {
+                Ok(0) | Err(_) => return false,
+                Ok(read) if read >= PREFACE_AND_SETTINGS_HEADER => return true,
+                // Part of it: peek returns at once until more arrives.
+                Ok(_) => tokio::time::sleep(POLL).await,
+            }
+        }
+    });
+    waited.await.unwrap_or(false)
+}
+
+/// `age` ±10%, so that connections opened together do not all reconnect
+/// together.
+fn jittered(age: Duration) -> Duration {
+    age.mul_f64(0.9 + 0.2 * fastrand::f64())
 }
 
 /// Most bytes of one request message (§7): the largest valid request, a

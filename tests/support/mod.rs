@@ -47,6 +47,7 @@ pub fn settings(api_url: &str, imp_key: &str, imp_secret: &str) -> Settings {
         upstream_timeout: Duration::from_secs(3),
         shutdown_grace: Duration::from_secs(5),
         shutdown_delay: Duration::ZERO,
+        max_connection_age: Duration::from_secs(30 * 60),
         max_in_flight: 4096,
     }
 }

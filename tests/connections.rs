@@ -1,0 +1,81 @@
+//! HTTP/2 connections are bounded (DESIGN.md §7): a connection that never
+//! speaks HTTP/2 is closed, an old one is sent GOAWAY, and half-open
+//! connections do not slow other callers.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use portone_facade::{pb::PreparePaymentRequest, sandbox::Sandbox};
+use support::{Facade, settings};
+use tokio::{io::AsyncReadExt, net::TcpStream};
+
+#[tokio::test]
+async fn a_connection_that_never_sends_the_http2_preface_is_closed_after_ten_seconds() {
+    let sandbox = Sandbox::start(Default::default()).await.unwrap();
+    let facade = Facade::in_front_of(&sandbox).await;
+    let mut silent = TcpStream::connect(facade.addr).await.unwrap();
+    let opened = Instant::now();
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(20), silent.read(&mut byte))
+        .await
+        .expect("closed within 20 s");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    let after = opened.elapsed();
+    assert!(after >= Duration::from_secs(9), "closed after {after:?}");
+}
+
+#[tokio::test]
+async fn a_connection_older_than_max_connection_age_is_sent_goaway_and_clients_reconnect() {
+    let sandbox = Sandbox::start(Default::default()).await.unwrap();
+    let mut settings = settings(&sandbox.url(), sandbox.imp_key(), sandbox.imp_secret());
+    settings.max_connection_age = Duration::from_secs(1);
+    let facade = Facade::start(settings).await;
+
+    let tcp = TcpStream::connect(facade.addr).await.unwrap();
+    let (_client, connection) = h2::client::handshake(tcp).await.unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(10), connection)
+        .await
+        .expect("the server ends an idle connection older than its age");
+    assert!(ended.is_ok(), "a graceful GOAWAY, not an error: {ended:?}");
+
+    // A gRPC client simply reconnects.
+    let mut client = facade.prepare_client();
+    for n in 0..3 {
+        client
+            .prepare_payment(PreparePaymentRequest {
+                merchant_uid: format!("aged-{n}"),
+                amount: "1000".into(),
+                currency: String::new(),
+            })
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_half_open_connections_do_not_slow_an_ordinary_call() {
+    let sandbox = Sandbox::start(Default::default()).await.unwrap();
+    let facade = Facade::in_front_of(&sandbox).await;
+    let mut half_open = Vec::new();
+    for _ in 0..200 {
+        let mut stream = TcpStream::connect(facade.addr).await.unwrap();
+        // Part of the preface, and then nothing.
+        tokio::io::AsyncWriteExt::write_all(&mut stream, b"PRI * HTTP/2.0")
+            .await
+            .unwrap();
+        half_open.push(stream);
+    }
+    let mut client = facade.prepare_client();
+    for n in 0..20 {
+        let mut request = tonic::Request::new(PreparePaymentRequest {
+            merchant_uid: format!("beside-half-open-{n}"),
+            amount: "1000".into(),
+            currency: String::new(),
+        });
+        request.set_timeout(Duration::from_millis(500));
+        client.prepare_payment(request).await.unwrap();
+    }
+    drop(half_open);
+}
