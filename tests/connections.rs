@@ -79,3 +79,102 @@ async fn two_hundred_half_open_connections_do_not_slow_an_ordinary_call() {
     }
     drop(half_open);
 }
+
+/// A raw HTTP/2 client on a fresh connection to `facade`.
+async fn raw_http2(facade: &Facade) -> h2::client::SendRequest<bytes::Bytes> {
+    let tcp = TcpStream::connect(facade.addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client
+}
+
+fn grpc_request(path: &str) -> http::Request<()> {
+    http::Request::builder()
+        .method("POST")
+        .uri(format!("http://facade{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rapid_reset_client_does_not_slow_an_ordinary_call() {
+    let sandbox = Sandbox::start(Default::default()).await.unwrap();
+    let facade = Facade::in_front_of(&sandbox).await;
+    let abuser = {
+        let mut client = raw_http2(&facade).await;
+        tokio::spawn(async move {
+            // Open a stream and reset it at once, as fast as the connection
+            // lets us, until the server gives up on the connection.
+            for opened in 0..10_000 {
+                let Ok(ready) = client.clone().ready().await else {
+                    return opened;
+                };
+                client = ready;
+                let Ok((_, mut stream)) = client.send_request(
+                    grpc_request("/portone.facade.v1.PaymentPrepareService/GetPreparedPayment"),
+                    false,
+                ) else {
+                    return opened;
+                };
+                stream.send_reset(h2::Reason::CANCEL);
+            }
+            10_000
+        })
+    };
+    let mut ordinary = facade.prepare_client();
+    for n in 0..20 {
+        let mut request = tonic::Request::new(PreparePaymentRequest {
+            merchant_uid: format!("beside-rapid-reset-{n}"),
+            amount: "1000".into(),
+            currency: String::new(),
+        });
+        request.set_timeout(Duration::from_millis(500));
+        ordinary.prepare_payment(request).await.unwrap();
+    }
+    let opened = tokio::time::timeout(Duration::from_secs(20), abuser)
+        .await
+        .expect("the abusive client is stopped or done within 20 s")
+        .unwrap();
+    println!("rapid reset: the abusive client opened and reset {opened} streams");
+}
+
+#[tokio::test]
+async fn junk_request_bytes_are_refused_and_never_answered_unknown() {
+    let sandbox = Sandbox::start(Default::default()).await.unwrap();
+    let facade = Facade::in_front_of(&sandbox).await;
+    let mut client = raw_http2(&facade).await.ready().await.unwrap();
+    let (answer, mut body) = client
+        .send_request(
+            grpc_request("/portone.facade.v1.PaymentPrepareService/PreparePayment"),
+            false,
+        )
+        .unwrap();
+    // A gRPC frame of 16 bytes that are no protobuf message.
+    let mut frame = vec![0u8, 0, 0, 0, 16];
+    frame.extend_from_slice(&[0xff; 16]);
+    body.send_data(bytes::Bytes::from(frame), true).unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(5), answer)
+        .await
+        .unwrap()
+        .unwrap();
+    let (head, mut rest) = answer.into_parts();
+    let status = match head.headers.get("grpc-status") {
+        Some(status) => status.to_str().unwrap().to_owned(),
+        None => {
+            while rest.data().await.is_some() {}
+            let trailers = rest.trailers().await.unwrap().expect("trailers");
+            trailers["grpc-status"].to_str().unwrap().to_owned()
+        }
+    };
+    println!("junk request bytes: grpc-status {status}");
+    assert_ne!(status, "0", "junk was accepted");
+    assert_ne!(status, "2", "junk was answered UNKNOWN");
+    assert_eq!(
+        sandbox.calls(portone_facade::sandbox::Endpoint::PreparePayment),
+        0
+    );
+}
