@@ -145,3 +145,86 @@ async fn an_answer_just_under_one_mebibyte_is_read() {
     let facade = Facade::start(settings(&server.uri(), "k", "s")).await;
     assert_eq!(read_big(&facade).await.unwrap(), "1000");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_portone_that_accepts_and_never_answers_ends_every_call_at_its_deadline() {
+    // Accepts connections and never says a word.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut connections = Vec::new();
+        while let Ok((connection, _)) = silent.accept().await {
+            connections.push(connection);
+        }
+    });
+    let facade = Facade::start(settings(&url, "k", "s")).await;
+    // Connected before the clock starts: a client's deadline also covers
+    // its own connection set-up, which the facade cannot see.
+    let mut clients = Vec::new();
+    for _ in 0..20 {
+        let channel = tonic::transport::Channel::from_shared(format!("http://{}", facade.addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        clients.push(
+            portone_facade::pb::payment_prepare_service_client::PaymentPrepareServiceClient::new(
+                channel,
+            ),
+        );
+    }
+    let calls: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(n, mut client)| {
+            tokio::spawn(async move {
+                let mut request = tonic::Request::new(GetPreparedPaymentRequest {
+                    merchant_uid: format!("silent-{n}"),
+                });
+                request.set_timeout(std::time::Duration::from_secs(1));
+                let started = std::time::Instant::now();
+                let status = client.get_prepared_payment(request).await.unwrap_err();
+                (status, started.elapsed())
+            })
+        })
+        .collect();
+    for call in calls {
+        let (status, took) = call.await.unwrap();
+        assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+        assert!(took < std::time::Duration::from_secs(2), "{took:?}");
+    }
+    held.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn during_a_get_token_outage_concurrent_calls_share_a_bounded_number_of_attempts() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/users/getToken"))
+        .respond_with(ResponseTemplate::new(503).set_body_string("maintenance"))
+        .mount(&server)
+        .await;
+    let facade = Facade::start(settings(&server.uri(), "k", "s")).await;
+    let calls: Vec<_> = (0..100)
+        .map(|n| {
+            let mut client = facade.prepare_client();
+            tokio::spawn(async move {
+                client
+                    .get_prepared_payment(GetPreparedPaymentRequest {
+                        merchant_uid: format!("no-token-{n}"),
+                    })
+                    .await
+                    .unwrap_err()
+            })
+        })
+        .collect();
+    for call in calls {
+        let status = call.await.unwrap();
+        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    }
+    let attempts = get_token_calls(&server).await;
+    println!("getToken outage: {attempts} getToken attempts for 100 concurrent calls");
+    // One shared refresh of at most 3 attempts, perhaps a second for calls
+    // that arrived after it failed: never one per call.
+    assert!(attempts <= 9, "{attempts} getToken attempts for 100 calls");
+}
