@@ -453,6 +453,17 @@ mod tests {
         grpc_timeout(&headers)
     }
 
+    proptest::proptest! {
+        #[test]
+        fn the_grpc_timeout_parser_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..24)) {
+            let mut headers = HeaderMap::new();
+            if let Ok(value) = http::HeaderValue::from_bytes(&bytes) {
+                headers.insert("grpc-timeout", value);
+            }
+            let _ = grpc_timeout(&headers);
+        }
+    }
+
     #[test]
     fn grpc_timeout_units_are_read() {
         assert_eq!(timeout_of("1H"), Some(Duration::from_secs(3600)));

@@ -401,3 +401,28 @@ fn unexpected(answer: &Answer) -> UpstreamError {
         retry_after: None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn decoding_any_answer_body_never_panics(body in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let answer = Answer { status: 200, body: Bytes::from(body) };
+            if let Ok(data) = decode_envelope::<PreparedData>(&answer) {
+                let _ = prepared_from(data, &answer);
+            }
+            let _ = decode_envelope::<TokenData>(&answer);
+        }
+
+        #[test]
+        fn decoding_any_json_envelope_never_panics(code in proptest::num::i64::ANY, amount in "[-+0-9.eE]{0,30}", uid in ".{0,50}") {
+            let body = format!(r#"{{"code":{code},"message":null,"response":{{"merchant_uid":{},"amount":{amount}}}}}"#, serde_json::Value::String(uid));
+            let answer = Answer { status: 200, body: Bytes::from(body) };
+            if let Ok(data) = decode_envelope::<PreparedData>(&answer) {
+                let _ = prepared_from(data, &answer);
+            }
+        }
+    }
+}
