@@ -209,3 +209,60 @@ async fn during_the_shutdown_delay_health_is_not_serving_and_new_calls_are_still
     assert_eq!(answer.into_inner().prepared_payment.unwrap().amount, "700");
     stopping.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_under_load_answers_every_call_whose_registration_reached_portone() {
+    let sandbox = Sandbox::start(Default::default()).await.unwrap();
+    let facade = Facade::in_front_of(&sandbox).await;
+    sandbox.inject_times(
+        Endpoint::PreparePayment,
+        Fault::Delay(Duration::from_millis(300)),
+        1_000,
+    );
+    let calls: Vec<_> = (0..100)
+        .map(|n| {
+            let mut client = facade.prepare_client();
+            tokio::spawn(async move {
+                // Spread over a second, so that shutdown lands in the middle.
+                tokio::time::sleep(Duration::from_millis(10 * n)).await;
+                client
+                    .prepare_payment(PreparePaymentRequest {
+                        merchant_uid: format!("under-load-{n}"),
+                        amount: "1000".into(),
+                        currency: String::new(),
+                    })
+                    .await
+            })
+        })
+        .collect();
+    support::wait_for_calls(&sandbox, Endpoint::PreparePayment, 30).await;
+    facade.stop().await;
+
+    let mut answered = 0;
+    for call in calls {
+        match call.await.unwrap() {
+            Ok(answer) => {
+                assert_eq!(answer.into_inner().prepared_payment.unwrap().amount, "1000");
+                answered += 1;
+            }
+            // Refused before it reached the facade's API: the listener had
+            // closed, or the connection had been sent GOAWAY.
+            Err(status) => assert!(
+                matches!(
+                    status.code(),
+                    tonic::Code::Unavailable | tonic::Code::Cancelled
+                ),
+                "{status:?}"
+            ),
+        }
+    }
+    let registered = sandbox.calls(Endpoint::PreparePayment);
+    println!(
+        "shutdown under load: {registered} registrations reached PortOne, {answered} answered OK"
+    );
+    assert!((30..100).contains(&registered), "{registered}");
+    assert_eq!(
+        answered, registered,
+        "a registration that reached PortOne went unanswered"
+    );
+}
