@@ -123,6 +123,9 @@ impl Fault {
 #[derive(Default)]
 pub(crate) struct Faults {
     queued: Mutex<HashMap<Endpoint, VecDeque<(Fault, usize)>>>,
+    /// Faults drawn at random, each with its share of the calls, when none
+    /// is queued.
+    random: Mutex<HashMap<Endpoint, Vec<(Fault, f64)>>>,
     counts: [AtomicUsize; ENDPOINTS],
     last_headers: Mutex<HashMap<Endpoint, HeaderMap>>,
 }
@@ -143,8 +146,13 @@ impl Faults {
         }
     }
 
+    pub fn set_random(&self, endpoint: Endpoint, faults: Vec<(Fault, f64)>) {
+        lock(&self.random).insert(endpoint, faults);
+    }
+
     pub fn clear(&self) {
         lock(&self.queued).clear();
+        lock(&self.random).clear();
     }
 
     pub fn calls(&self, endpoint: Endpoint) -> usize {
@@ -159,14 +167,26 @@ impl Faults {
         self.counts[endpoint.index()].fetch_add(1, Ordering::AcqRel);
         lock(&self.last_headers).insert(endpoint, headers.clone());
         let mut queued = lock(&self.queued);
-        let queue = queued.get_mut(&endpoint)?;
-        let (fault, remaining) = queue.front_mut()?;
-        let fault = fault.clone();
-        *remaining -= 1;
-        if *remaining == 0 {
-            queue.pop_front();
+        if let Some(queue) = queued.get_mut(&endpoint)
+            && let Some((fault, remaining)) = queue.front_mut()
+        {
+            let fault = fault.clone();
+            *remaining -= 1;
+            if *remaining == 0 {
+                queue.pop_front();
+            }
+            return Some(fault);
         }
-        Some(fault)
+        drop(queued);
+        let random = lock(&self.random);
+        let mut draw = fastrand::f64();
+        for (fault, share) in random.get(&endpoint)? {
+            if draw < *share {
+                return Some(fault.clone());
+            }
+            draw -= share;
+        }
+        None
     }
 }
 

@@ -86,7 +86,14 @@ impl Sandbox {
         self.state.faults.push(endpoint, fault, times);
     }
 
-    /// Removes every fault not yet used.
+    /// Makes each call to `endpoint` for which no fault is queued behave as
+    /// one of `faults` with its share of the calls (0.1 = 10%), else as
+    /// PortOne would; the shares add up to at most 1. For faults under load.
+    pub fn inject_randomly(&self, endpoint: Endpoint, faults: Vec<(Fault, f64)>) {
+        self.state.faults.set_random(endpoint, faults);
+    }
+
+    /// Removes every queued and random fault.
     pub fn clear_faults(&self) {
         self.state.faults.clear();
     }
