@@ -127,6 +127,10 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "json")]
     pub log_format: LogFormat,
+    /// Serve the metrics in Prometheus text format at `/metrics` on this
+    /// address, beside OTLP (off when unset).
+    #[arg(long, env = "METRICS_LISTEN_ADDR")]
+    pub metrics_listen_addr: Option<SocketAddr>,
 }
 
 /// Where the facade sends its calls.

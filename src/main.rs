@@ -8,7 +8,7 @@ use portone_facade::{
     healthcheck,
     sandbox::{Sandbox, SandboxOptions},
     shutdown_signal,
-    telemetry::Telemetry,
+    telemetry::{Telemetry, serve_metrics},
 };
 use tokio::net::TcpListener;
 
@@ -39,7 +39,25 @@ fn main() -> ExitCode {
 
 async fn serve(args: ServeArgs) -> ExitCode {
     let shutdown = shutdown_signal();
-    let telemetry = Telemetry::init(args.log_format);
+    let telemetry = Telemetry::init(args.log_format, args.metrics_listen_addr.is_some());
+    if let (Some(addr), Some(registry)) =
+        (args.metrics_listen_addr, telemetry.prometheus_registry())
+    {
+        match TcpListener::bind(addr).await {
+            Ok(listener) => {
+                if let Ok(local_addr) = listener.local_addr() {
+                    tracing::info!(%local_addr, "serving metrics at /metrics");
+                }
+                tokio::spawn(serve_metrics(listener, registry, std::future::pending()));
+            }
+            Err(error) => {
+                tracing::error!(%error, %addr, "cannot listen on METRICS_LISTEN_ADDR");
+                eprintln!("portone-facade: cannot listen on METRICS_LISTEN_ADDR {addr}: {error}");
+                telemetry.shutdown().await;
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let code = serve_with(args, shutdown).await;
     telemetry.shutdown().await;
     code

@@ -378,16 +378,24 @@ where
 /// They are only peeked at: hyper reads them again.
 async fn sent_http2_preface(stream: &TcpStream) -> bool {
     const PREFACE_AND_SETTINGS_HEADER: usize = 24 + 9;
-    const POLL: Duration = Duration::from_millis(10);
+    const FIRST_POLL: Duration = Duration::from_millis(1);
+    const LONGEST_POLL: Duration = Duration::from_millis(200);
     let mut start = [0u8; PREFACE_AND_SETTINGS_HEADER];
     let waited = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
-        // Bounded: the timeout ends it after about 1,000 polls.
+        // A client sends both at once, so the first peek nearly always has
+        // them. With part of them only, peek returns at once until more
+        // arrives: poll again after 1 ms, doubling to 200 ms, so that a
+        // client a segment late waits about a millisecond and a slow one
+        // costs a few wake-ups a second. The timeout bounds the loop.
+        let mut poll = FIRST_POLL;
         loop {
             match stream.peek(&mut start).await {
                 Ok(0) | Err(_) => return false,
                 Ok(read) if read >= PREFACE_AND_SETTINGS_HEADER => return true,
-                // Part of it: peek returns at once until more arrives.
-                Ok(_) => tokio::time::sleep(POLL).await,
+                Ok(_) => {
+                    tokio::time::sleep(poll).await;
+                    poll = (poll * 2).min(LONGEST_POLL);
+                }
             }
         }
     });

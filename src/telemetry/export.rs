@@ -222,10 +222,30 @@ pub(super) fn tracer_provider() -> Result<SdkTracerProvider, BuildError> {
         .build())
 }
 
-/// Metrics, exported every `OTEL_METRIC_EXPORT_INTERVAL`.
-pub(super) fn meter_provider() -> Result<SdkMeterProvider, BuildError> {
+/// Metrics: exported over OTLP every `OTEL_METRIC_EXPORT_INTERVAL` when
+/// `otlp`, and kept for scraping into `prometheus` when given.
+pub(super) fn meter_provider(
+    otlp: bool,
+    prometheus: Option<&prometheus::Registry>,
+) -> Result<SdkMeterProvider, BuildError> {
+    let mut provider = SdkMeterProvider::builder().with_resource(resource());
+    if otlp {
+        provider = provider.with_reader(PeriodicReader::builder(otlp_metric_exporter()?).build());
+    }
+    if let Some(registry) = prometheus {
+        provider = provider.with_reader(
+            opentelemetry_prometheus::exporter()
+                .with_registry(registry.clone())
+                .build()?,
+        );
+    }
+    Ok(provider.build())
+}
+
+/// The OTLP metric exporter the `OTEL_*` variables describe.
+fn otlp_metric_exporter() -> Result<MetricExporter, BuildError> {
     let tls = TlsFiles::read(Signal::Metrics)?;
-    let exporter = match protocol(Signal::Metrics)? {
+    Ok(match protocol(Signal::Metrics)? {
         Protocol::Grpc => MetricExporter::builder()
             .with_tonic()
             .with_tls_config(tls.tonic())
@@ -239,9 +259,5 @@ pub(super) fn meter_provider() -> Result<SdkMeterProvider, BuildError> {
                 None => builder.build()?,
             }
         }
-    };
-    Ok(SdkMeterProvider::builder()
-        .with_resource(resource())
-        .with_reader(PeriodicReader::builder(exporter).build())
-        .build())
+    })
 }

@@ -11,6 +11,7 @@
 mod export;
 mod logs;
 mod metrics;
+mod scrape;
 mod spans;
 
 use std::time::Duration;
@@ -18,6 +19,7 @@ use std::time::Duration;
 use opentelemetry::{global, trace::TracerProvider as _};
 use opentelemetry_sdk::{metrics::SdkMeterProvider, trace::SdkTracerProvider};
 
+pub use self::scrape::serve_metrics;
 pub(crate) use self::{
     metrics::{
         ActiveRequestsGauge, record_oversized_answer, record_retry, record_retry_refused,
@@ -34,15 +36,18 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Telemetry {
     tracer_provider: Option<SdkTracerProvider>,
     meter_provider: Option<SdkMeterProvider>,
+    /// What `/metrics` reads, when `METRICS_LISTEN_ADDR` is set.
+    prometheus: Option<prometheus::Registry>,
     /// Flushes the log writer when dropped.
     log_writer: Option<tracing_appender::non_blocking::WorkerGuard>,
 }
 
 impl Telemetry {
     /// Installs logging and the exporters that the `OTEL_*` variables turn
-    /// on. Call it inside the multi-thread tokio runtime: the OTLP/gRPC
-    /// channels are made there.
-    pub fn init(format: LogFormat) -> Telemetry {
+    /// on, and with `prometheus` the registry that [`serve_metrics`] serves.
+    /// Call it inside the multi-thread tokio runtime: the OTLP/gRPC channels
+    /// are made there.
+    pub fn init(format: LogFormat, prometheus: bool) -> Telemetry {
         let log_writer = logs::install(format);
         let mut tracer_provider = None;
         let mut meter_provider = None;
@@ -55,8 +60,10 @@ impl Telemetry {
                 Err(error) => tracing::error!(%error, "trace exporter not started"),
             }
         }
-        if export::enabled(export::Signal::Metrics) {
-            match export::meter_provider() {
+        let prometheus = prometheus.then(prometheus::Registry::new);
+        let otlp_metrics = export::enabled(export::Signal::Metrics);
+        if otlp_metrics || prometheus.is_some() {
+            match export::meter_provider(otlp_metrics, prometheus.as_ref()) {
                 Ok(provider) => {
                     global::set_meter_provider(provider.clone());
                     metrics::install_instruments();
@@ -73,8 +80,14 @@ impl Telemetry {
         Telemetry {
             tracer_provider,
             meter_provider,
+            prometheus,
             log_writer,
         }
+    }
+
+    /// The registry `/metrics` serves, when `METRICS_LISTEN_ADDR` is set.
+    pub fn prometheus_registry(&self) -> Option<prometheus::Registry> {
+        self.prometheus.clone()
     }
 
     /// Flushes what is buffered and stops the exporters, bounded in time, so
@@ -85,6 +98,7 @@ impl Telemetry {
             tracer_provider,
             meter_provider,
             log_writer,
+            ..
         } = self;
         // The providers' shutdown blocks on their export threads.
         let flush = tokio::task::spawn_blocking(move || {
