@@ -172,7 +172,7 @@ pub async fn serve(
                                 }
                                 return;
                             }
-                            () = tokio::time::sleep(age) => {}
+                            () = aged(age) => {}
                             _ = stop.wait_for(|stopping| *stopping) => {}
                         }
                         // GOAWAY: no new streams; the calls under way finish.
@@ -201,9 +201,16 @@ pub async fn serve(
 /// finished (plus a short linger for other streams), or the grace runs out.
 async fn drain(connections: &TaskTracker, in_flight: &InFlight, grace: Duration) {
     let all_closed = connections.wait();
+    // A call may still arrive on a connection that has not yet seen the
+    // GOAWAY: idle must hold through the whole linger. The grace bounds it.
     let api_calls_done = async {
-        in_flight.wait_idle().await;
-        tokio::time::sleep(STREAM_LINGER).await;
+        loop {
+            in_flight.wait_idle().await;
+            tokio::time::sleep(STREAM_LINGER).await;
+            if in_flight.count() == 0 {
+                return;
+            }
+        }
     };
     tokio::select! {
         () = all_closed => {}
@@ -373,14 +380,18 @@ where
     }
 }
 
-/// Whether the client on `stream` sent the HTTP/2 connection preface and the
-/// header of its SETTINGS frame (24 + 9 bytes) within [`HANDSHAKE_TIMEOUT`].
-/// They are only peeked at: hyper reads them again.
+/// Whether the client on `stream` sent the HTTP/2 connection preface and its
+/// whole first SETTINGS frame within [`HANDSHAKE_TIMEOUT`]. They are only
+/// peeked at: hyper reads them again.
 async fn sent_http2_preface(stream: &TcpStream) -> bool {
-    const PREFACE_AND_SETTINGS_HEADER: usize = 24 + 9;
+    const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    const FRAME_HEADER: usize = 9;
+    const SETTINGS: u8 = 0x4;
+    /// A SETTINGS frame holds 6 bytes a setting; real clients send a few.
+    const MOST_SETTINGS_BYTES: usize = 6 * 16;
     const FIRST_POLL: Duration = Duration::from_millis(1);
     const LONGEST_POLL: Duration = Duration::from_millis(200);
-    let mut start = [0u8; PREFACE_AND_SETTINGS_HEADER];
+    let mut start = [0u8; PREFACE.len() + FRAME_HEADER + MOST_SETTINGS_BYTES];
     let waited = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
         // A client sends both at once, so the first peek nearly always has
         // them. With part of them only, peek returns at once until more
@@ -389,23 +400,47 @@ async fn sent_http2_preface(stream: &TcpStream) -> bool {
         // costs a few wake-ups a second. The timeout bounds the loop.
         let mut poll = FIRST_POLL;
         loop {
-            match stream.peek(&mut start).await {
+            let read = match stream.peek(&mut start).await {
                 Ok(0) | Err(_) => return false,
-                Ok(read) if read >= PREFACE_AND_SETTINGS_HEADER => return true,
-                Ok(_) => {
-                    tokio::time::sleep(poll).await;
-                    poll = (poll * 2).min(LONGEST_POLL);
+                Ok(read) => read,
+            };
+            let seen = &start[..read];
+            if !PREFACE.starts_with(&seen[..read.min(PREFACE.len())]) {
+                return false;
+            }
+            if let Some(header) = seen.get(PREFACE.len()..PREFACE.len() + FRAME_HEADER) {
+                let length = usize::from(header[0]) << 16
+                    | usize::from(header[1]) << 8
+                    | usize::from(header[2]);
+                if header[3] != SETTINGS || length > MOST_SETTINGS_BYTES {
+                    return false;
+                }
+                if read >= PREFACE.len() + FRAME_HEADER + length {
+                    return true;
                 }
             }
+            tokio::time::sleep(poll).await;
+            poll = (poll * 2).min(LONGEST_POLL);
         }
     });
     waited.await.unwrap_or(false)
 }
 
+/// Completes after `age`; never when `age` is zero (`MAX_CONNECTION_AGE=0s`
+/// turns the limit off rather than closing every connection at once).
+async fn aged(age: Duration) {
+    if age.is_zero() {
+        std::future::pending::<()>().await;
+    }
+    tokio::time::sleep(age).await;
+}
+
 /// `age` ±10%, so that connections opened together do not all reconnect
 /// together.
 fn jittered(age: Duration) -> Duration {
-    age.mul_f64(0.9 + 0.2 * fastrand::f64())
+    let tenth = age / 10;
+    age.saturating_sub(tenth)
+        .saturating_add(tenth.saturating_mul(2 * u32::from(fastrand::u8(..=100))) / 100)
 }
 
 /// Most bytes of one request message (§7): the largest valid request, a

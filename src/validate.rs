@@ -239,8 +239,6 @@ fn absolute_http_url(text: &str) -> Result<String, &'static str> {
     Ok(text.to_owned())
 }
 
-/// A `google.protobuf.Struct` as a JSON object; NaN and infinities have no
-/// JSON form.
 /// Most objects or arrays nested in `custom_data`, itself included (§1).
 pub const CUSTOM_DATA_MAX_DEPTH: usize = 16;
 /// Most bytes of `custom_data` as serialized JSON (§1).
@@ -261,7 +259,8 @@ fn custom_data_to_json(
 
 const TOO_DEEP: &str = "must be at most 16 objects or arrays deep";
 
-/// `data`, an object at nesting `depth` (1 for `custom_data` itself).
+/// `data`, a `google.protobuf.Struct`, as a JSON object at nesting `depth`
+/// (1 for `custom_data` itself); NaN and infinities have no JSON form.
 fn struct_to_json(
     data: &prost_types::Struct,
     depth: usize,

@@ -85,6 +85,9 @@ type FetchResult = Result<Arc<AccessToken>, UpstreamError>;
 #[derive(Default)]
 struct CacheState {
     current: Option<Arc<AccessToken>>,
+    /// When the last refresh started: background refreshes are at least
+    /// [`MIN_REFRESH_INTERVAL`] apart, failed ones included.
+    last_started: Option<Instant>,
     /// The refresh under way, if any: every caller waits on the same one.
     refreshing: Option<watch::Receiver<Option<FetchResult>>>,
 }
@@ -117,7 +120,11 @@ impl TokenCache {
             let mut state = self.lock();
             let now = Instant::now();
             if let Some(token) = state.current.clone().filter(|t| now < t.expires) {
-                if now >= token.refresh_after && state.refreshing.is_none() {
+                let spaced = state
+                    .last_started
+                    .is_none_or(|started| now >= started + MIN_REFRESH_INTERVAL);
+                if now >= token.refresh_after && state.refreshing.is_none() && spaced {
+                    state.last_started = Some(now);
                     state.refreshing = Some(self.start_refresh(fetch()));
                 }
                 return Ok(token);
@@ -125,6 +132,7 @@ impl TokenCache {
             match &state.refreshing {
                 Some(refreshing) => refreshing.clone(),
                 None => {
+                    state.last_started = Some(now);
                     let refreshing = self.start_refresh(fetch());
                     state.refreshing = Some(refreshing.clone());
                     refreshing

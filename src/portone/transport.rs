@@ -321,13 +321,15 @@ fn failure_from_answer(
 ) -> Failure {
     let quoted = serde_json::from_slice::<LenientError>(body).unwrap_or_default();
     let (kind, class) = match (audience, status) {
+        // A slow or rate-limited getToken is retried like any call (§2);
+        // its other refusals are the facade's credentials.
+        (_, 408) => (UpstreamErrorKind::Timeout, FailureClass::Transient),
+        (_, 429) => (UpstreamErrorKind::RateLimited, FailureClass::Transient),
         (Audience::Token, 400..=499) => (UpstreamErrorKind::AuthFailed, FailureClass::Final),
         (_, 401) => (UpstreamErrorKind::AuthFailed, FailureClass::Final),
         (_, 403) => (UpstreamErrorKind::Forbidden, FailureClass::Final),
         (_, 404) => (UpstreamErrorKind::NotFound, FailureClass::Final),
-        (_, 408) => (UpstreamErrorKind::Timeout, FailureClass::Transient),
         (_, 409) => (UpstreamErrorKind::Conflict, FailureClass::Final),
-        (_, 429) => (UpstreamErrorKind::RateLimited, FailureClass::Transient),
         (_, 400..=499) => (UpstreamErrorKind::Rejected, FailureClass::Final),
         (_, 500..=599) => (UpstreamErrorKind::Unavailable, FailureClass::Transient),
         _ => (UpstreamErrorKind::Unavailable, FailureClass::Final),
