@@ -286,5 +286,32 @@ async fn calls_beyond_the_in_flight_limit_are_resource_exhausted_overloaded() {
         .await
         .unwrap_err();
     assert_error(&status, Code::ResourceExhausted, "OVERLOADED");
+    // Shed fast, and health still answers: the probes do not fail the pod.
+    let started = std::time::Instant::now();
+    let shed = facade
+        .prepare_client()
+        .get_prepared_payment(GetPreparedPaymentRequest {
+            merchant_uid: "fast-again".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_error(&shed, Code::ResourceExhausted, "OVERLOADED");
+    assert!(
+        started.elapsed() < Duration::from_millis(200),
+        "{:?}",
+        started.elapsed()
+    );
+    let health = tonic_health::pb::health_client::HealthClient::new(facade.channel())
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status();
+    assert_eq!(
+        health,
+        tonic_health::pb::health_check_response::ServingStatus::Serving
+    );
     let _ = slow.await;
 }
