@@ -33,7 +33,7 @@ RELEASE="portone-facade"
 NAMESPACE="payments"
 
 die() { echo "check-chart: $*" >&2; exit 2; }
-for tool in helm helm3 kubernetes-validate checkov hadolint; do
+for tool in helm helm3 kubernetes-validate checkov hadolint promtool; do
   command -v "$tool" >/dev/null || die "$tool not found; run scripts/install-chart-tools.sh first"
 done
 # Python with PyYAML: the one in the tools venv (checkov depends on PyYAML).
@@ -163,8 +163,11 @@ for p in ("startupProbe", "livenessProbe", "readinessProbe"):
     g = (c.get(p) or {}).get("grpc")
     if not g or g.get("port") != port:
         err(f"{p} is not a gRPC probe on {port}: {c.get(p)}")
-if [p.get("name") for p in c.get("ports", [])] != ["grpc"]:
-    err("container port is not named grpc")
+metrics_on = ((vals.get("metrics") or {}).get("enabled", False))
+if [p.get("name") for p in c.get("ports", [])] != ["grpc"] + (["metrics"] if metrics_on else []):
+    err("container ports are not grpc (and metrics when metrics.enabled)")
+if metrics_on != ("METRICS_LISTEN_ADDR" in cm):
+    err(f"METRICS_LISTEN_ADDR in the ConfigMap: {'METRICS_LISTEN_ADDR' in cm}, metrics.enabled: {metrics_on}")
 res = c.get("resources", {})
 if not res.get("requests", {}).get("memory") or not res.get("limits", {}).get("memory"):
     err("memory request/limit missing")
@@ -203,7 +206,10 @@ else:
 svcs = {s["metadata"]["name"]: s for s in by_kind.get("Service", [])}
 for s in svcs.values():
     ports = s["spec"]["ports"]
-    if [(p.get("name"), p.get("appProtocol")) for p in ports] != [("grpc", "grpc")]:
+    want = [("grpc", "grpc")]
+    if metrics_on and s["spec"].get("clusterIP") != "None":
+        want.append(("metrics", "http"))
+    if [(p.get("name"), p.get("appProtocol")) for p in ports] != want:
         err(f"Service {s['metadata']['name']} ports {ports}")
 headless = [s for s in svcs.values() if s["spec"].get("clusterIP") == "None"]
 want_headless = ((vals.get("service") or {}).get("headless") or {}).get("enabled", False)
@@ -287,12 +293,67 @@ if a != b:
 PY
 }
 
+without_crds() { # without_crds IN OUT: the manifests but ServiceMonitor and PrometheusRule
+  "$PY" - "$1" "$2" <<'PY'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+core = [d for d in docs if d.get("kind") not in ("ServiceMonitor", "PrometheusRule")]
+yaml.safe_dump_all(core, open(sys.argv[2], "w"), sort_keys=False)
+PY
+}
+
+monitoring_is_valid() { # monitoring_is_valid RENDERED: ServiceMonitor and PrometheusRule as prometheus-operator reads them
+  "$PY" - "$1" "$WORK/rules.yaml" <<'PY'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+by_kind = {}
+for d in docs:
+    by_kind.setdefault(d["kind"], []).append(d)
+errors = []
+svc = [d for d in by_kind.get("Service", []) if d["spec"].get("clusterIP") != "None"][0]
+sm = by_kind.get("ServiceMonitor", [])
+pr = by_kind.get("PrometheusRule", [])
+if len(sm) != 1 or len(pr) != 1:
+    errors.append(f"{len(sm)} ServiceMonitors and {len(pr)} PrometheusRules, want one each")
+else:
+    sm, pr = sm[0], pr[0]
+    if sm["apiVersion"] != "monitoring.coreos.com/v1" or pr["apiVersion"] != "monitoring.coreos.com/v1":
+        errors.append("apiVersion is not monitoring.coreos.com/v1")
+    sel = sm["spec"]["selector"]["matchLabels"]
+    labels = svc["metadata"]["labels"]
+    if not all(labels.get(k) == v for k, v in sel.items()):
+        errors.append(f"ServiceMonitor selector {sel} does not select the Service {labels}")
+    ports = {p["name"] for p in svc["spec"]["ports"]}
+    for e in sm["spec"]["endpoints"]:
+        if e.get("port") not in ports or e.get("path") != "/metrics":
+            errors.append(f"endpoint {e} is not the Service's metrics port at /metrics")
+    alerts = [r["alert"] for g in pr["spec"]["groups"] for r in g["rules"]]
+    for want in ("PortOneFacadeCallsFailing", "PortOneFacadeRetryBudgetExhausted",
+                 "PortOneFacadeTokenFailures", "PortOneFacadeShedding", "PortOneFacadeSlowCalls"):
+        if want not in alerts:
+            errors.append(f"alert {want} missing")
+    for g in pr["spec"]["groups"]:
+        for r in g["rules"]:
+            if not r.get("annotations", {}).get("runbook_url", "").endswith("#" + r["alert"].lower()):
+                errors.append(f"{r['alert']} has no runbook_url to its README anchor")
+    yaml.safe_dump({"groups": pr["spec"]["groups"]}, open(sys.argv[2], "w"), sort_keys=False)
+if errors:
+    print("\n".join(errors))
+    sys.exit(1)
+PY
+  promtool check rules "$WORK/rules.yaml"
+}
+
 validate_all() { # validate_all VALUES MINKUBE
   local values="$1" min="$2" v rc=0
   for v in $(kube_minors "$KUBE_MIN" "$KUBE_MAX"); do
     version_ge "$v" "$min.0" || continue
     render "$values" "$v" "$WORK/k8s-$v.yaml" || { rc=1; continue; }
-    kubernetes-validate --strict --quiet --kubernetes-version "$v" "$WORK/k8s-$v.yaml" || rc=1
+    # kubernetes-validate ships the core API's schemas only: the
+    # prometheus-operator kinds are left out here and checked by
+    # monitoring_is_valid (structure) and promtool (the rules) instead.
+    without_crds "$WORK/k8s-$v.yaml" "$WORK/k8s-$v-core.yaml" || { rc=1; continue; }
+    kubernetes-validate --strict --quiet --kubernetes-version "$v" "$WORK/k8s-$v-core.yaml" || rc=1
   done
   return "$rc"
 }
@@ -311,6 +372,17 @@ for values in "${scenarios[@]}"; do
   check "$name: helm 3 renders the same" same_as_helm3 "$values" "$WORK/$name.yaml"
   check "$name: kubernetes-validate --strict $min..$KUBE_MAX" validate_all "$values" "$min"
 done
+
+check "metrics: ServiceMonitor and PrometheusRule (structure; promtool check rules)" \
+  monitoring_is_valid "$WORK/metrics.yaml"
+
+runbooks_are_documented() { # every alert has its runbook in the README
+  local alert
+  for alert in $(grep -o 'alert: [A-Za-z]*' "$CHART/templates/prometheusrule.yaml" | cut -d' ' -f2); do
+    grep -q "^#### $alert\$" README.md || { echo "README.md has no '#### $alert' runbook"; return 1; }
+  done
+}
+check "every alert has a runbook in README.md" runbooks_are_documented
 
 package_is_clean() { # helm package: schema and README in, ci/ and .checkov.yaml out
   helm package "$CHART" --destination "$WORK/pkg" >/dev/null || return 1

