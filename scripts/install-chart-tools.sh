@@ -161,7 +161,8 @@ command -v "$PYTHON" >/dev/null || die "python3 not found"
 # promtool, Prometheus's own checker of alerting rules, from Debian's
 # prometheus package (pinned; no server is started by it here).
 PROMETHEUS_DEB_VERSION="2.42.0+ds-5+b6"
-if [ "$(dpkg-query -W -f='${Version}' prometheus 2>/dev/null || true)" != "$PROMETHEUS_DEB_VERSION" ]; then
+if [ "$(dpkg-query -W -f='${Status} ${Version}' prometheus 2>/dev/null || true)" \
+  != "install ok installed $PROMETHEUS_DEB_VERSION" ] || ! command -v promtool >/dev/null; then
   echo "install-chart-tools: prometheus $PROMETHEUS_DEB_VERSION (Debian's package, for promtool)"
   if ! apt-cache show "prometheus=$PROMETHEUS_DEB_VERSION" >/dev/null 2>&1; then
     apt-get update -qq
