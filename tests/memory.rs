@@ -66,3 +66,27 @@ async fn a_64_mib_answer_is_refused_without_a_matching_rise_in_peak_memory() {
         "peak memory rose from {before} KiB to {after} KiB"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_answer_of_unknown_length_is_counted_and_refused_past_one_mebibyte() {
+    let sandbox = Sandbox::start(Default::default()).await.unwrap();
+    let facade = support::Facade::in_front_of(&sandbox).await;
+    sandbox.inject(
+        Endpoint::GetPrepared,
+        Fault::Chunked {
+            chunk_bytes: 64 * 1024,
+            chunks: 64,
+        },
+    );
+    let status = facade
+        .prepare_client()
+        .get_prepared_payment(GetPreparedPaymentRequest {
+            merchant_uid: "chunked".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    let message = &support::error_info(&status).metadata["upstream_message"];
+    assert!(message.contains("larger than 1 MiB"), "{message}");
+    assert_eq!(sandbox.calls(Endpoint::GetPrepared), 1, "not retried");
+}

@@ -100,6 +100,14 @@ pub enum Fault {
     Delay(Duration),
     /// Answers 200 with a body that is not JSON.
     MalformedBody,
+    /// Answers 200 with `chunks` chunks of `chunk_bytes` bytes each, sent
+    /// chunked (no `Content-Length`), as an answer of unknown length is.
+    Chunked {
+        /// Bytes in each chunk.
+        chunk_bytes: usize,
+        /// How many chunks.
+        chunks: usize,
+    },
     /// Closes the connection without answering (the request is not handled).
     DropConnection,
     /// Handles the request for real, then closes the connection instead of
@@ -244,6 +252,16 @@ impl hyper::service::Service<Request<Incoming>> for FaultService {
                 }
                 Some(Fault::MalformedBody) => {
                     return Ok(Response::new(Body::from("<html>502 Bad Gateway</html>")));
+                }
+                Some(Fault::Chunked {
+                    chunk_bytes,
+                    chunks,
+                }) => {
+                    let chunk = bytes::Bytes::from(vec![b' '; chunk_bytes]);
+                    let stream = tokio_stream::iter(
+                        std::iter::repeat_n(chunk, chunks).map(Ok::<_, io::Error>),
+                    );
+                    return Ok(Response::new(Body::from_stream(stream)));
                 }
                 Some(Fault::DropConnection) => {
                     return Err(io::Error::other("injected connection drop"));
