@@ -231,28 +231,13 @@ async fn during_a_get_token_outage_concurrent_calls_share_a_bounded_number_of_at
 
 #[tokio::test]
 async fn a_rate_limited_get_token_is_retried_as_any_call_is() {
-    let server = MockServer::start().await;
+    let server = portone_issuing(1_700_000_000, 1_700_001_800).await;
+    // Above the good answer: the first getToken is rate limited.
     Mock::given(method("POST"))
         .and(path("/users/getToken"))
         .respond_with(ResponseTemplate::new(429))
         .up_to_n_times(1)
         .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/users/getToken"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "code": 0, "message": null,
-            "response": {"access_token": "tok-after-429", "now": 1_700_000_000, "expired_at": 1_700_001_800}
-        })))
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/payments/prepare"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "code": 0, "message": null,
-            "response": {"merchant_uid": "odd-token", "amount": 1000}
-        })))
         .mount(&server)
         .await;
     let facade = Facade::start(settings(&server.uri(), "k", "s")).await;
