@@ -85,25 +85,27 @@ pub(crate) struct ServerCall {
     /// The caller's context with our SERVER span in it.
     context: Option<Context>,
     started: Instant,
-    /// `<service>/<method>`, from the request path.
-    name: String,
+    /// The request path, `/<service>/<method>`: a shared copy of the
+    /// request's own bytes, so an untraced call copies nothing.
+    path: Option<http::uri::PathAndQuery>,
 }
 
 impl ServerCall {
     /// Starts the span of the RPC in `request`, as a child of the caller's
     /// `traceparent`.
     pub(crate) fn start<B>(request: &http::Request<B>) -> ServerCall {
-        let name = request.uri().path().trim_start_matches('/').to_owned();
+        let path = request.uri().path_and_query().cloned();
+        let name = rpc_name(path.as_ref());
         let context = tracer().map(|tracer| {
             let parent = caller_context(request.headers());
             let mut span = tracer
-                .span_builder(name.clone())
+                .span_builder(name.to_owned())
                 .with_kind(SpanKind::Server)
                 .start_with_context(tracer, &parent);
             // The attributes are made only for a span the sampler kept: at
             // a sampling ratio most are not.
             if span.is_recording() {
-                let (service, method) = split_rpc(&name);
+                let (service, method) = split_rpc(name);
                 let mut attributes = vec![
                     KeyValue::new("rpc.system", "grpc"),
                     KeyValue::new("rpc.service", service.to_owned()),
@@ -122,7 +124,7 @@ impl ServerCall {
         ServerCall {
             context,
             started: Instant::now(),
-            name,
+            path,
         }
     }
 
@@ -149,7 +151,7 @@ impl ServerCall {
             }
             span.end();
         }
-        let (service, method) = split_rpc(&self.name);
+        let (service, method) = split_rpc(rpc_name(self.path.as_ref()));
         if server_error {
             // Server-class outcomes page the operator; the caller's own
             // errors (invalid, not found, …) are the caller's, not logged.
@@ -173,6 +175,11 @@ impl ServerCall {
             );
         }
     }
+}
+
+/// `pkg.Service/Method` of the request path `/pkg.Service/Method`.
+fn rpc_name(path: Option<&http::uri::PathAndQuery>) -> &str {
+    path.map_or("", |path| path.path().trim_start_matches('/'))
 }
 
 /// `("pkg.Service", "Method")` of `pkg.Service/Method`.
