@@ -10,6 +10,7 @@ pub mod config;
 pub mod deadline;
 pub mod error;
 pub mod healthcheck;
+pub mod identity;
 pub mod ids;
 pub mod money;
 pub mod pb;
