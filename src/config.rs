@@ -69,6 +69,15 @@ pub enum LogFormat {
     Text,
 }
 
+/// Whether the audit trail is written (DESIGN §8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuditLog {
+    /// One JSON line on stdout per API call, whatever `RUST_LOG` says.
+    On,
+    /// No audit lines.
+    Off,
+}
+
 /// Flags and environment of the server.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -131,6 +140,10 @@ pub struct ServeArgs {
     /// address, beside OTLP (off when unset).
     #[arg(long, env = "METRICS_LISTEN_ADDR")]
     pub metrics_listen_addr: Option<SocketAddr>,
+    /// The audit trail: one JSON line on stdout per API call, whatever
+    /// RUST_LOG says; `off` stops it.
+    #[arg(long, env = "AUDIT_LOG", value_enum, default_value = "on")]
+    pub audit_log: AuditLog,
 }
 
 /// Where the facade sends its calls.

@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod audit;
 pub mod config;
 pub mod deadline;
 pub mod error;

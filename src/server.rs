@@ -335,7 +335,7 @@ where
         request.extensions_mut().insert(deadline);
         let is_api = request.uri().path().starts_with(API_PATH_PREFIX);
         // Health and reflection are neither traced nor limited.
-        let call = is_api.then(|| ServerCall::start(&request));
+        let call = is_api.then(|| ServerCall::start(&mut request));
         let guard = if is_api {
             match self.in_flight.try_enter() {
                 Some(guard) => Some(guard),

@@ -512,7 +512,8 @@ async fn json_logs_carry_the_trace_and_span_ids() {
     let joined: Vec<serde_json::Value> = logs
         .iter()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|line| line["trace_id"] == CALLER_TRACE_ID)
+        // The audit line (DESIGN §8) carries the trace id alone.
+        .filter(|line| line["trace_id"] == CALLER_TRACE_ID && line["event"] != "audit")
         .collect();
     assert!(
         !joined.is_empty(),

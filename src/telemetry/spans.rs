@@ -25,6 +25,7 @@ use opentelemetry_sdk::{
 use reqwest::Url;
 
 use super::metrics::instruments;
+use crate::audit;
 
 /// The tracer of our own spans; set once when a trace exporter runs.
 static TRACER: OnceLock<SdkTracer> = OnceLock::new();
@@ -43,8 +44,8 @@ fn tracer() -> Option<&'static SdkTracer> {
 /// UNAVAILABLE, DATA_LOSS.
 const SERVER_ERROR_CODES: [i32; 6] = [2, 4, 12, 13, 14, 15];
 
-/// The name of a gRPC status code, for `error.type`.
-fn code_name(code: i32) -> &'static str {
+/// The name of a gRPC status code, for `error.type` and the audit line.
+pub(crate) fn code_name(code: i32) -> &'static str {
     match code {
         0 => "OK",
         1 => "CANCELLED",
@@ -80,7 +81,8 @@ fn caller_context(headers: &HeaderMap) -> Context {
         .extract(&HeaderExtractor(headers))
 }
 
-/// One RPC: its SERVER span (when tracing is on) and its duration metric.
+/// One RPC: its SERVER span (when tracing is on), its duration metric, and
+/// its audit line (when the audit trail is on).
 pub(crate) struct ServerCall {
     /// The caller's context with our SERVER span in it.
     context: Option<Context>,
@@ -88,12 +90,16 @@ pub(crate) struct ServerCall {
     /// The request path, `/<service>/<method>`: a shared copy of the
     /// request's own bytes, so an untraced call copies nothing.
     path: Option<http::uri::PathAndQuery>,
+    /// Written by [`ServerCall::finish`]; with `CANCELLED` if the call is
+    /// dropped unfinished.
+    audit: Option<audit::Entry>,
 }
 
 impl ServerCall {
     /// Starts the span of the RPC in `request`, as a child of the caller's
-    /// `traceparent`.
-    pub(crate) fn start<B>(request: &http::Request<B>) -> ServerCall {
+    /// `traceparent`, and its audit line, whose record for the handler goes
+    /// into the request's extensions.
+    pub(crate) fn start<B>(request: &mut http::Request<B>) -> ServerCall {
         let path = request.uri().path_and_query().cloned();
         let name = rpc_name(path.as_ref());
         let context = tracer().map(|tracer| {
@@ -121,9 +127,18 @@ impl ServerCall {
             }
             parent.with_span(span)
         });
+        let started = Instant::now();
+        // The trace id of the span, as the log lines carry it: the caller's
+        // when it sent a `traceparent`, sampled or not.
+        let trace_id = context.as_ref().and_then(|context| {
+            let span = context.span();
+            let span_context = span.span_context();
+            span_context.is_valid().then(|| span_context.trace_id())
+        });
         ServerCall {
+            audit: audit::Entry::start(request, started, trace_id),
             context,
-            started: Instant::now(),
+            started,
             path,
         }
     }
@@ -135,9 +150,12 @@ impl ServerCall {
     }
 
     /// Records the outcome: status code on the span (ERROR for server-class
-    /// codes), the span's end, and the duration metric.
+    /// codes), the span's end, the duration metric and the audit line.
     pub(crate) fn finish(self, grpc_status: i32) {
         let elapsed = self.started.elapsed().as_secs_f64();
+        if let Some(audit) = self.audit {
+            audit.finish(grpc_status);
+        }
         let server_error = SERVER_ERROR_CODES.contains(&grpc_status);
         if let Some(context) = &self.context {
             let span = context.span();
