@@ -279,12 +279,11 @@ pub(crate) struct Entry {
 }
 
 impl Entry {
-    /// Starts the line of the call in `request` (started at `started`, in
-    /// the trace `trace_id` when traced) and puts its [`AuditRecord`] into
-    /// the request's extensions. `None`, at no cost, when the trail is off.
+    /// Starts the line of the call in `request` (in the trace `trace_id`
+    /// when traced) and puts its [`AuditRecord`] into the request's
+    /// extensions. `None`, at no cost, when the trail is off.
     pub(crate) fn start<B>(
         request: &mut http::Request<B>,
-        started: Instant,
         trace_id: Option<TraceId>,
     ) -> Option<Entry> {
         let sink = SINK.get()?;
@@ -297,7 +296,7 @@ impl Entry {
             path: request.uri().path_and_query().cloned(),
             caller: Caller::of(request),
             trace_id,
-            started,
+            started: Instant::now(),
             fields,
             written: false,
         })

@@ -35,6 +35,7 @@ use tower::Service;
 
 use crate::{
     api::{LinkApi, PrepareApi},
+    audit,
     deadline::Deadline,
     error::{FacadeError, to_status},
     pb::{
@@ -335,7 +336,7 @@ where
         request.extensions_mut().insert(deadline);
         let is_api = request.uri().path().starts_with(API_PATH_PREFIX);
         // Health and reflection are neither traced nor limited.
-        let call = is_api.then(|| ServerCall::start(&mut request));
+        let call = is_api.then(|| Call::start(&mut request));
         let guard = if is_api {
             match self.in_flight.try_enter() {
                 Some(guard) => Some(guard),
@@ -355,7 +356,7 @@ where
         // The clone that was polled ready handles this call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let context = call.as_ref().and_then(ServerCall::context);
+        let context = call.as_ref().and_then(|call| call.span.context());
         let response = inner.call(request);
         let answer = async move {
             let _guard = guard;
@@ -377,6 +378,31 @@ where
             Some(context) => Box::pin(answer.with_context(context)),
             None => Box::pin(answer),
         }
+    }
+}
+
+/// What one API call leaves behind: its span and duration metric, and its
+/// audit line (written with `CANCELLED` if the call is dropped unfinished).
+struct Call {
+    span: ServerCall,
+    audit: Option<audit::Entry>,
+}
+
+impl Call {
+    /// Starts both for the call in `request`; the audit record the handler
+    /// fills goes into the request's extensions.
+    fn start<B>(request: &mut Request<B>) -> Call {
+        let span = ServerCall::start(request);
+        let audit = audit::Entry::start(request, span.trace_id());
+        Call { span, audit }
+    }
+
+    /// Records the call's outcome, its gRPC status code.
+    fn finish(self, grpc_status: i32) {
+        if let Some(audit) = self.audit {
+            audit.finish(grpc_status);
+        }
+        self.span.finish(grpc_status);
     }
 }
 

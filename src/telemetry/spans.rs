@@ -15,7 +15,7 @@ use http::{HeaderMap, Method};
 use opentelemetry::{
     Context, KeyValue,
     propagation::{TextMapCompositePropagator, TextMapPropagator},
-    trace::{FutureExt as _, Span as _, SpanKind, Status, TraceContextExt, Tracer as _},
+    trace::{FutureExt as _, Span as _, SpanKind, Status, TraceContextExt, TraceId, Tracer as _},
 };
 use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 use opentelemetry_sdk::{
@@ -25,7 +25,6 @@ use opentelemetry_sdk::{
 use reqwest::Url;
 
 use super::metrics::instruments;
-use crate::audit;
 
 /// The tracer of our own spans; set once when a trace exporter runs.
 static TRACER: OnceLock<SdkTracer> = OnceLock::new();
@@ -81,8 +80,7 @@ fn caller_context(headers: &HeaderMap) -> Context {
         .extract(&HeaderExtractor(headers))
 }
 
-/// One RPC: its SERVER span (when tracing is on), its duration metric, and
-/// its audit line (when the audit trail is on).
+/// One RPC: its SERVER span (when tracing is on) and its duration metric.
 pub(crate) struct ServerCall {
     /// The caller's context with our SERVER span in it.
     context: Option<Context>,
@@ -90,16 +88,12 @@ pub(crate) struct ServerCall {
     /// The request path, `/<service>/<method>`: a shared copy of the
     /// request's own bytes, so an untraced call copies nothing.
     path: Option<http::uri::PathAndQuery>,
-    /// Written by [`ServerCall::finish`]; with `CANCELLED` if the call is
-    /// dropped unfinished.
-    audit: Option<audit::Entry>,
 }
 
 impl ServerCall {
     /// Starts the span of the RPC in `request`, as a child of the caller's
-    /// `traceparent`, and its audit line, whose record for the handler goes
-    /// into the request's extensions.
-    pub(crate) fn start<B>(request: &mut http::Request<B>) -> ServerCall {
+    /// `traceparent`.
+    pub(crate) fn start<B>(request: &http::Request<B>) -> ServerCall {
         let path = request.uri().path_and_query().cloned();
         let name = rpc_name(path.as_ref());
         let context = tracer().map(|tracer| {
@@ -127,20 +121,22 @@ impl ServerCall {
             }
             parent.with_span(span)
         });
-        let started = Instant::now();
-        // The trace id of the span, as the log lines carry it: the caller's
-        // when it sent a `traceparent`, sampled or not.
-        let trace_id = context.as_ref().and_then(|context| {
+        ServerCall {
+            context,
+            started: Instant::now(),
+            path,
+        }
+    }
+
+    /// The trace id of the call's span, as the log lines carry it: the
+    /// caller's when it sent a `traceparent`, sampled or not; none when
+    /// tracing is off.
+    pub(crate) fn trace_id(&self) -> Option<TraceId> {
+        self.context.as_ref().and_then(|context| {
             let span = context.span();
             let span_context = span.span_context();
             span_context.is_valid().then(|| span_context.trace_id())
-        });
-        ServerCall {
-            audit: audit::Entry::start(request, started, trace_id),
-            context,
-            started,
-            path,
-        }
+        })
     }
 
     /// The context to poll the call in (its span is the current one there),
@@ -150,12 +146,9 @@ impl ServerCall {
     }
 
     /// Records the outcome: status code on the span (ERROR for server-class
-    /// codes), the span's end, the duration metric and the audit line.
+    /// codes), the span's end, and the duration metric.
     pub(crate) fn finish(self, grpc_status: i32) {
         let elapsed = self.started.elapsed().as_secs_f64();
-        if let Some(audit) = self.audit {
-            audit.finish(grpc_status);
-        }
         let server_error = SERVER_ERROR_CODES.contains(&grpc_status);
         if let Some(context) = &self.context {
             let span = context.span();
