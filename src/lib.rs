@@ -20,6 +20,7 @@ pub mod secret;
 pub mod server;
 pub mod telemetry;
 pub mod validate;
+pub mod verdict;
 
 use std::future::Future;
 
