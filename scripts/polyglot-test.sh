@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Polyglot client tests: calls a real portone-facade (started here with
 # --sandbox on a free loopback port) from Python and Node through stubs made
-# from proto/, and decodes its google.rpc error details.
+# from proto/ (every file there), and decodes its google.rpc error details.
+# The tests learn the embedded sandbox's URL (SANDBOX_URL) from the facade's
+# start-up log, to pay orders through it as a buyer would.
 #
 #   scripts/polyglot-test.sh
 #
@@ -102,6 +104,25 @@ do
   sleep 0.2
 done
 log "facade is up on $FACADE_ADDR (pid $SERVER_PID)"
+
+# The embedded sandbox's URL, for the tests that stand in for a buyer
+# (POST $SANDBOX_URL/__sandbox/payments): the facade logs it at start, in
+# the `url` field of its "using the embedded PortOne sandbox" line.
+SANDBOX_URL="$("$VENV/bin/python" - "$WORK/server.log" <<'EOF'
+import json, sys
+for line in open(sys.argv[1], encoding="utf-8", errors="replace"):
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        continue
+    if str(entry.get("message", "")).startswith("using the embedded PortOne sandbox") and entry.get("url"):
+        print(entry["url"])
+        break
+EOF
+)"
+[[ -n "$SANDBOX_URL" ]] || die "the facade's log has no sandbox url line"
+export SANDBOX_URL
+log "sandbox is at $SANDBOX_URL"
 
 # ---------------------------------------------------------------- tests
 failed=0

@@ -239,6 +239,12 @@ pub struct AuditFields {
     /// The payment link's id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub link_id: Option<String>,
+    /// PortOne's payment id (verification).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub imp_uid: Option<String>,
+    /// The verdict's enum name, for `VerifyPayment`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<&'static str>,
 }
 
 /// The handle to one call's [`AuditFields`], from the request's extensions.

@@ -21,6 +21,7 @@ pub mod secret;
 pub mod server;
 pub mod telemetry;
 pub mod validate;
+pub mod verdict;
 
 use std::future::Future;
 

@@ -1,4 +1,4 @@
-//! The gRPC server: the two services beside health and reflection, a guard
+//! The gRPC server: our services beside health and reflection, a guard
 //! layer (deadline, load limit, in-flight count) in front of them, HTTP/2
 //! connections, and graceful shutdown.
 
@@ -34,13 +34,14 @@ use tonic_health::{
 use tower::Service;
 
 use crate::{
-    api::{LinkApi, PrepareApi},
+    api::{LinkApi, PrepareApi, VerificationApi},
     audit,
     deadline::Deadline,
     error::{FacadeError, to_status},
     pb::{
         self, payment_link_service_server::PaymentLinkServiceServer,
         payment_prepare_service_server::PaymentPrepareServiceServer,
+        payment_verification_service_server::PaymentVerificationServiceServer,
     },
     portone::PortOneClient,
     telemetry::{ActiveRequestsGauge, ServerCall, record_shed},
@@ -103,11 +104,18 @@ pub async fn serve(
     health
         .set_serving::<PaymentLinkServiceServer<LinkApi>>()
         .await;
+    health
+        .set_serving::<PaymentVerificationServiceServer<VerificationApi>>()
+        .await;
     let routes = Routes::new(health_service)
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)
         .add_service(
             PaymentPrepareServiceServer::new(PrepareApi::new(client.clone()))
+                .max_decoding_message_size(MAX_REQUEST_BYTES),
+        )
+        .add_service(
+            PaymentVerificationServiceServer::new(VerificationApi::new(client.clone()))
                 .max_decoding_message_size(MAX_REQUEST_BYTES),
         )
         .add_service(
@@ -228,6 +236,9 @@ async fn set_not_serving(health: &HealthReporter) {
         .await;
     health
         .set_not_serving::<PaymentLinkServiceServer<LinkApi>>()
+        .await;
+    health
+        .set_not_serving::<PaymentVerificationServiceServer<VerificationApi>>()
         .await;
     health
         .set_service_status("", ServingStatus::NotServing)

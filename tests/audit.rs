@@ -14,9 +14,11 @@ use std::{
 
 use portone_facade::{
     pb::{
-        DisablePaymentLinkRequest, GetPreparedPaymentRequest, PreparePaymentRequest,
-        UpdatePreparedPaymentRequest, payment_link_service_client::PaymentLinkServiceClient,
+        DisablePaymentLinkRequest, GetPaymentRequest, GetPreparedPaymentRequest,
+        PreparePaymentRequest, UpdatePreparedPaymentRequest, VerifyPaymentRequest,
+        payment_link_service_client::PaymentLinkServiceClient,
         payment_prepare_service_client::PaymentPrepareServiceClient,
+        payment_verification_service_client::PaymentVerificationServiceClient,
     },
     sandbox::{Endpoint, Fault, Sandbox},
 };
@@ -33,6 +35,8 @@ const GET: &str = "portone.facade.v1.PaymentPrepareService/GetPreparedPayment";
 const UPDATE: &str = "portone.facade.v1.PaymentPrepareService/UpdatePreparedPayment";
 const CREATE_LINK: &str = "portone.facade.v1.PaymentLinkService/CreatePaymentLink";
 const DISABLE_LINK: &str = "portone.facade.v1.PaymentLinkService/DisablePaymentLink";
+const GET_PAYMENT: &str = "portone.facade.v1.PaymentVerificationService/GetPayment";
+const VERIFY: &str = "portone.facade.v1.PaymentVerificationService/VerifyPayment";
 const CALLER_TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN_ID: &str = "00f067aa0ba902b7";
 
@@ -67,6 +71,10 @@ fn prepare_client(process: &FacadeProc) -> PaymentPrepareServiceClient<Channel> 
 
 fn link_client(process: &FacadeProc) -> PaymentLinkServiceClient<Channel> {
     PaymentLinkServiceClient::new(channel(process))
+}
+
+fn verification_client(process: &FacadeProc) -> PaymentVerificationServiceClient<Channel> {
+    PaymentVerificationServiceClient::new(channel(process))
 }
 
 fn read(uid: &str) -> GetPreparedPaymentRequest {
@@ -215,6 +223,57 @@ async fn each_of_the_five_rpcs_writes_one_line_with_the_fields_it_has() {
     assert_eq!(lines[3]["link_id"], link_id.as_str());
     assert_line(&lines[4], DISABLE_LINK, "OK", &["link_id"]);
     assert_eq!(lines[4]["link_id"], link_id.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_and_verifying_a_payment_write_its_imp_uid_order_and_verdict() {
+    let sandbox = Sandbox::start(Default::default()).await.unwrap();
+    let process = facade(&sandbox, &[], Output::Logs);
+    let uid = merchant_uid("audit-verify");
+    prepare_client(&process)
+        .prepare_payment(PreparePaymentRequest {
+            merchant_uid: uid.clone(),
+            amount: "1000".into(),
+            currency: "KRW".into(),
+        })
+        .await
+        .unwrap();
+    // The buyer paid less than was registered.
+    let imp_uid = support::sandbox_payment(
+        &sandbox.url(),
+        serde_json::json!({"merchant_uid": uid, "amount": 900}),
+    )
+    .await;
+    let mut verification = verification_client(&process);
+    verification
+        .get_payment(GetPaymentRequest {
+            imp_uid: imp_uid.clone(),
+        })
+        .await
+        .unwrap();
+    verification
+        .verify_payment(VerifyPaymentRequest {
+            imp_uid: imp_uid.clone(),
+            merchant_uid: String::new(),
+        })
+        .await
+        .unwrap();
+    let lines = audit_lines_after_exit(process);
+
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    assert_line(&lines[1], GET_PAYMENT, "OK", &["imp_uid", "merchant_uid"]);
+    assert_eq!(lines[1]["imp_uid"], imp_uid.as_str());
+    assert_eq!(lines[1]["merchant_uid"], uid.as_str());
+    // A verdict other than VERIFIED is still an OK call; the line says which.
+    assert_line(
+        &lines[2],
+        VERIFY,
+        "OK",
+        &["imp_uid", "merchant_uid", "verdict"],
+    );
+    assert_eq!(lines[2]["imp_uid"], imp_uid.as_str());
+    assert_eq!(lines[2]["merchant_uid"], uid.as_str());
+    assert_eq!(lines[2]["verdict"], "VERDICT_AMOUNT_MISMATCH");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

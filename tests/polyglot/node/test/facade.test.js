@@ -1,10 +1,12 @@
 // The facade called from Node through @grpc/grpc-js, with our .proto files
+// (all three services, and the prepare → pay in the sandbox → verify flow)
 // loaded at run time by @grpc/proto-loader (no generated code), and the rich
 // error details (google.rpc.Status in grpc-status-details-bin) decoded with
 // protobufjs from the google/rpc .proto files in ../protos.
 //
 // Needs FACADE_ADDR (host:port of a running facade, e.g. `portone-facade
-// --sandbox`); scripts/polyglot-test.sh starts one and runs this.
+// --sandbox`) and SANDBOX_URL (its embedded sandbox, from its start-up log);
+// scripts/polyglot-test.sh starts one, sets both and runs this.
 'use strict';
 
 const { describe, test, before, after } = require('node:test');
@@ -19,6 +21,12 @@ const protobuf = require('protobufjs');
 const ADDR = process.env.FACADE_ADDR;
 if (!ADDR) {
   throw new Error('FACADE_ADDR is not set: start the facade and set FACADE_ADDR=host:port, or run scripts/polyglot-test.sh');
+}
+// The facade's embedded sandbox, to pay orders as a buyer would; the `url` of
+// the facade's "using the embedded PortOne sandbox" start-up log line.
+const SANDBOX_URL = process.env.SANDBOX_URL;
+if (!SANDBOX_URL) {
+  throw new Error("SANDBOX_URL is not set: it is the url in the facade's 'using the embedded PortOne sandbox' log line; scripts/polyglot-test.sh sets it");
 }
 const REPO_ROOT = path.resolve(__dirname, '..', '..', '..', '..');
 const PROTO_DIR = process.env.FACADE_PROTO_DIR || path.join(REPO_ROOT, 'proto');
@@ -44,6 +52,7 @@ const packageDefinition = protoLoader.loadSync(
   [
     'portone/facade/v1/payment_prepare_service.proto',
     'portone/facade/v1/payment_link_service.proto',
+    'portone/facade/v1/payment_verification_service.proto',
     'grpc/health/v1/health.proto',
   ],
   {
@@ -60,6 +69,7 @@ const v1 = loaded.portone.facade.v1;
 const credentials = grpc.credentials.createInsecure();
 const prepareClient = new v1.PaymentPrepareService(ADDR, credentials);
 const linkClient = new v1.PaymentLinkService(ADDR, credentials);
+const verificationClient = new v1.PaymentVerificationService(ADDR, credentials);
 const healthClient = new loaded.grpc.health.v1.Health(ADDR, credentials);
 
 // google.rpc.Status and its detail types, to decode grpc-status-details-bin.
@@ -172,13 +182,19 @@ before(async () => {
 after(() => {
   prepareClient.close();
   linkClient.close();
+  verificationClient.close();
   healthClient.close();
 });
 
 // ------------------------------------------------------------------ health
 
 describe('grpc.health.v1.Health', () => {
-  for (const service of ['', 'portone.facade.v1.PaymentPrepareService', 'portone.facade.v1.PaymentLinkService']) {
+  for (const service of [
+    '',
+    'portone.facade.v1.PaymentPrepareService',
+    'portone.facade.v1.PaymentLinkService',
+    'portone.facade.v1.PaymentVerificationService',
+  ]) {
     test(`Check("${service}") is SERVING`, async () => {
       const resp = await unary(healthClient, 'Check', { service });
       assert.equal(resp.status, 'SERVING');
@@ -303,5 +319,59 @@ describe('PaymentLinkService', () => {
     const err = await callError(linkClient, 'DisablePaymentLink', { link_id: `nosuchlink${RUN_ID}` });
     const info = errorInfo(err, grpc.status.NOT_FOUND, 'NOT_FOUND');
     assert.equal(info.metadata.http_status, '404');
+  });
+});
+
+// ------------------------------------------------------------------ PaymentVerificationService
+
+/** Stands in for the buyer: POST /__sandbox/payments; resolves to the imp_uid. */
+async function sandboxPay(payment) {
+  const answer = await fetch(`${SANDBOX_URL}/__sandbox/payments`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(payment),
+    signal: AbortSignal.timeout(TIMEOUT_MS),
+  });
+  const body = await answer.json();
+  assert.equal(answer.status, 200, JSON.stringify(body));
+  return body.imp_uid;
+}
+
+describe('PaymentVerificationService', () => {
+  test('a paid order verifies', async () => {
+    const uid = newUid('paid');
+    await unary(prepareClient, 'PreparePayment', { merchant_uid: uid, amount: '19.99', currency: 'USD' });
+    const impUid = await sandboxPay({ merchant_uid: uid, amount: 19.99, currency: 'USD' });
+
+    const resp = await unary(verificationClient, 'VerifyPayment', { imp_uid: impUid, merchant_uid: uid });
+    assert.equal(resp.verdict, 'VERDICT_VERIFIED', JSON.stringify(resp));
+    assert.equal(resp.payment.imp_uid, impUid);
+    assert.equal(resp.payment.amount, '19.99');
+    assert.equal(resp.payment.status, 'PAYMENT_STATUS_PAID');
+    assert.deepEqual(resp.prepared_payment, { merchant_uid: uid, amount: '19.99', currency: 'USD' });
+    assert.ok(resp.detail);
+  });
+
+  test('a tampered amount is VERDICT_AMOUNT_MISMATCH', async () => {
+    const uid = newUid('tampered');
+    await unary(prepareClient, 'PreparePayment', { merchant_uid: uid, amount: '10000', currency: 'KRW' });
+    const impUid = await sandboxPay({ merchant_uid: uid, amount: 100, currency: 'KRW' });
+
+    const resp = await unary(verificationClient, 'VerifyPayment', { imp_uid: impUid, merchant_uid: uid });
+    assert.equal(resp.verdict, 'VERDICT_AMOUNT_MISMATCH', JSON.stringify(resp));
+    assert.equal(resp.payment.amount, '100');
+    assert.equal(resp.prepared_payment.amount, '10000');
+  });
+
+  test('GetPayment of an unknown imp_uid is NOT_FOUND with the upstream ErrorInfo', async () => {
+    const err = await callError(verificationClient, 'GetPayment', { imp_uid: `imp_none_${RUN_ID}` });
+    const info = errorInfo(err, grpc.status.NOT_FOUND, 'NOT_FOUND');
+    assert.equal(info.metadata.http_status, '404');
+    assert.match(info.metadata.upstream_message, HANGUL);
+  });
+
+  test('VerifyPayment with an invalid imp_uid is INVALID_ARGUMENT naming imp_uid', async () => {
+    const err = await callError(verificationClient, 'VerifyPayment', { imp_uid: '../x' });
+    assert.deepEqual(badRequestFields(err), ['imp_uid']);
   });
 });
