@@ -440,6 +440,8 @@ mod tests {
             amount: Some("1000".into()),
             currency: Some("KRW".into()),
             link_id: Some("abc".into()),
+            imp_uid: Some("imp_1".into()),
+            verdict: Some("VERDICT_VERIFIED"),
         };
         let trace = TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap();
         let line = line(&fields, Some(trace));
@@ -458,6 +460,8 @@ mod tests {
             "amount",
             "currency",
             "link_id",
+            "imp_uid",
+            "verdict",
             "code",
             "duration_ms",
             "trace_id",
