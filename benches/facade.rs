@@ -1,4 +1,4 @@
-//! The facade's benchmark: `cargo bench --bench facade` (about 5 minutes on
+//! The facade's benchmark: `cargo bench --bench facade` (about 6 minutes on
 //! 2 cores), or `cargo bench --bench facade -- --smoke` (`BENCH_SMOKE=1`) for
 //! CI (seconds; asserts only zero errors and a written report).
 //!
@@ -16,7 +16,22 @@
 //!   `BENCH_BASELINE_BIN=<another build's binary>`, this build against that
 //!   one, both untraced;
 //! - idle RSS, RSS with 1000 calls in flight, spawn → health `SERVING`, and
-//!   getToken calls for 1000 concurrent calls on a cold token.
+//!   getToken calls for 1000 concurrent calls on a cold token;
+//! - **beside the floor** (issue 16), against the **fixed upstream** (every
+//!   answer the same fixed PortOne JSON, no state: `facade/fixed_upstream.rs`):
+//!   direct vs the floor (`facade/floor.rs`: hyper alone, one pooled GET and
+//!   a fixed protobuf answer per call) vs the facade, GetPreparedPayment at
+//!   1 and 32 in flight over the same 4 connections: CPU per RPC of floor and
+//!   facade and their ratio, added mean and p99 latency at 1 in flight
+//!   (− direct) and their ratios; RSS with 10,000 calls in flight against the
+//!   fixed upstream answering after 1 s (`MAX_IN_FLIGHT` raised, 16
+//!   connections); idle RSS and spawn → `SERVING` of fresh facades there.
+//!
+//! The floor and the fixed upstream are this executable started again with
+//! a role argument (`bench-floor`, `bench-upstream`), so that they are built
+//! by the command that runs the bench, may use dev-dependencies, and never
+//! ship with the facade. This executable uses the facade's allocator
+//! (jemalloc), so that the floor does too.
 //!
 //! Output: `$BENCH_OUT_DIR` or `<target dir>/bench/` gets `facade.json` and
 //! `facade.md`; the Markdown is printed too. The last line reads
@@ -28,13 +43,28 @@
 //! `BENCH_MEASURE_MS`, `BENCH_WARMUP_MS`, `BENCH_REPS`, `BENCH_CONCURRENCIES`
 //! (e.g. `1,32`; the targets then speak of c=32 if listed, else the largest).
 //! `BENCH_FACADE_ENV` (`NAME=value` pairs separated by spaces) is added to
-//! every facade process's environment. `BENCH_ONLY=tracing` runs only the
-//! tracing comparison (the other figures are then absent from the report).
+//! every facade process's environment, and the floor's. `BENCH_ONLY=tracing`
+//! runs only the tracing comparison, `BENCH_ONLY=floor` only the cases
+//! beside the floor (about a minute; no sandbox), the other figures then absent
+//! from the report. `BENCH_FLOOR_RUNTIME=current_thread` runs the floor on a
+//! `current_thread` runtime (default `multi_thread`, the facade's).
+//! `BENCH_ONLY=profile` loads one facade started under
+//! `BENCH_FACADE_WRAPPER` (a profiler's command line, split at spaces) and
+//! stops it with SIGTERM: `scripts/profile` and `docs/benchmark.md`, "How to
+//! profile".
 
+#[path = "facade/beside_floor.rs"]
+mod beside_floor;
+#[path = "facade/fixed_upstream.rs"]
+mod fixed_upstream;
+#[path = "facade/floor.rs"]
+mod floor;
 #[path = "facade/load.rs"]
 mod load;
 #[path = "facade/procfs.rs"]
 mod procfs;
+#[path = "facade/profile.rs"]
+mod profile;
 #[path = "facade/report.rs"]
 mod report;
 #[path = "../tests/support/mod.rs"]
@@ -64,6 +94,11 @@ use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 
+/// The facade's allocator, so that the floor, which runs from this
+/// executable, allocates as the facade does (the load generator too).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Open-loop rates as shares of the facade's closed-loop reference throughput.
 const OPEN_LOOP_SHARES: [f64; 2] = [0.5, 0.25];
 
@@ -88,9 +123,44 @@ struct Config {
     read_uids: u64,
     /// Longest wait for the tracing exporter to deliver before SIGTERM.
     flush_wait: Duration,
-    /// `BENCH_ONLY=tracing`: skip everything but the tracing comparison.
-    only_tracing: bool,
+    /// `BENCH_ONLY`: which part runs.
+    only: Only,
+    /// Beside the floor: the floor's runtime (`BENCH_FLOOR_RUNTIME`).
+    floor_runtime: String,
+    /// Beside the floor: calls in flight against the slow fixed upstream,
+    /// its delay, and the connections they are spread over.
+    floor_in_flight: usize,
+    floor_in_flight_delay: Duration,
+    floor_in_flight_connections: usize,
     out_dir: PathBuf,
+}
+
+/// Which part of the bench runs (`BENCH_ONLY`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Only {
+    /// Everything (unset).
+    All,
+    /// `tracing`: the tracing comparisons.
+    Tracing,
+    /// `floor`: direct, floor and facade against the fixed upstream, with
+    /// memory and start-up there.
+    Floor,
+    /// `profile`: one facade under load for a profiler ([`profile`]).
+    Profile,
+}
+
+impl Only {
+    fn from_env() -> Result<Only, String> {
+        match env::var("BENCH_ONLY").as_deref() {
+            Err(_) | Ok("") => Ok(Only::All),
+            Ok("tracing") => Ok(Only::Tracing),
+            Ok("floor") => Ok(Only::Floor),
+            Ok("profile") => Ok(Only::Profile),
+            Ok(other) => Err(format!(
+                "BENCH_ONLY={other}: expected tracing, floor or profile"
+            )),
+        }
+    }
 }
 
 fn env_ms(name: &str) -> Option<Duration> {
@@ -102,7 +172,7 @@ fn env_ms(name: &str) -> Option<Duration> {
 }
 
 impl Config {
-    fn from_env() -> Config {
+    fn from_env() -> Result<Config, String> {
         let smoke = env::args().any(|arg| arg == "--smoke")
             || env::var("BENCH_SMOKE").is_ok_and(|v| !v.is_empty() && v != "0");
         let mut config = if smoke {
@@ -121,7 +191,11 @@ impl Config {
                 startup_reps: 1,
                 read_uids: 100,
                 flush_wait: Duration::from_secs(1),
-                only_tracing: false,
+                only: Only::All,
+                floor_runtime: String::new(),
+                floor_in_flight: 200,
+                floor_in_flight_delay: Duration::from_secs(1),
+                floor_in_flight_connections: 16,
                 out_dir: PathBuf::new(),
             }
         } else {
@@ -140,7 +214,11 @@ impl Config {
                 startup_reps: 5,
                 read_uids: 1_000,
                 flush_wait: Duration::from_secs(8),
-                only_tracing: false,
+                only: Only::All,
+                floor_runtime: String::new(),
+                floor_in_flight: 10_000,
+                floor_in_flight_delay: Duration::from_secs(1),
+                floor_in_flight_connections: 16,
                 out_dir: PathBuf::new(),
             }
         };
@@ -169,9 +247,23 @@ impl Config {
                 config.concurrencies = list;
             }
         }
-        config.only_tracing = env::var("BENCH_ONLY").is_ok_and(|only| only == "tracing");
+        config.only = Only::from_env()?;
+        if config.only == Only::Profile && env::var_os("BENCH_MEASURE_MS").is_none() {
+            // Long enough for a profile worth reading (issue 16: 6 s at 2 kHz).
+            config.warmup = Duration::from_secs(1);
+            config.measure = Duration::from_secs(6);
+        }
+        config.floor_runtime = match env::var("BENCH_FLOOR_RUNTIME").as_deref() {
+            Err(_) | Ok("") | Ok("multi_thread") => "multi_thread".to_owned(),
+            Ok("current_thread") => "current_thread".to_owned(),
+            Ok(other) => {
+                return Err(format!(
+                    "BENCH_FLOOR_RUNTIME={other}: expected multi_thread or current_thread"
+                ));
+            }
+        };
         config.out_dir = out_dir();
-        config
+        Ok(config)
     }
 }
 
@@ -225,7 +317,20 @@ impl Tally {
 }
 
 fn main() -> ExitCode {
-    let config = Config::from_env();
+    // The floor and the fixed upstream are this executable started again.
+    let args: Vec<String> = env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some(floor::ROLE) => return floor::main(&args[1..]),
+        Some(fixed_upstream::ROLE) => return fixed_upstream::main(&args[1..]),
+        _ => {}
+    }
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("bench: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -254,6 +359,9 @@ fn main() -> ExitCode {
     report.meta.duration_s = started.elapsed().as_secs_f64();
     report.meta.loadavg_end = loadavg();
     report.targets = targets(&report, &config);
+    if matches!(config.only, Only::All | Only::Floor) {
+        report.floor_targets = beside_floor::targets(&report);
+    }
     report.cases_passed = tally.passed;
     report.cases_failed = tally.failed;
     report.failures = tally.failures.clone();
@@ -299,6 +407,15 @@ async fn run(config: &Config, report: &mut Report, tally: &mut Tally) -> Result<
         process::BINARY,
         config.out_dir.display()
     );
+    match config.only {
+        Only::Floor => {
+            beside_floor::run(config, report, tally, ticks).await;
+            return Ok(());
+        }
+        Only::Profile => return profile::run(config, tally, ticks).await,
+        Only::All | Only::Tracing => {}
+    }
+    let only_tracing = config.only == Only::Tracing;
     let sandbox = SandboxProc::start(None, Output::Stdout)?;
     println!(
         "bench: sandbox at {} (pid {})",
@@ -311,7 +428,7 @@ async fn run(config: &Config, report: &mut Report, tally: &mut Tally) -> Result<
     prepare_read_uids(&direct, config.read_uids).await?;
 
     // Fresh facades: start-up time, idle RSS, the cold-token burst.
-    if !config.only_tracing {
+    if !only_tracing {
         match startup(config, &sandbox).await {
             Ok(startup) => {
                 let errors = startup.reps.iter().map(|r| r.cold_errors).sum();
@@ -357,7 +474,7 @@ async fn run(config: &Config, report: &mut Report, tally: &mut Tally) -> Result<
         ("direct", &direct, on_direct),
         ("facade", &facade, on_facade),
     ];
-    let loop_reps = if config.only_tracing { 0 } else { config.reps };
+    let loop_reps = if only_tracing { 0 } else { config.reps };
     for rep in 0..loop_reps {
         for (op_index, &op) in ops.iter().enumerate() {
             for (c_index, &concurrency) in config.concurrencies.iter().enumerate() {
@@ -486,7 +603,7 @@ async fn run(config: &Config, report: &mut Report, tally: &mut Tally) -> Result<
     }
 
     // Many calls in flight against a slow upstream.
-    if config.only_tracing {
+    if only_tracing {
         return Ok(());
     }
     match in_flight(config).await {
@@ -500,6 +617,10 @@ async fn run(config: &Config, report: &mut Report, tally: &mut Tally) -> Result<
         }
         Err(error) => tally.broken("in flight", error),
     }
+    drop(sandbox);
+
+    // The facade beside the floor, on the fixed upstream.
+    beside_floor::run(config, report, tally, ticks).await;
     Ok(())
 }
 
@@ -599,21 +720,60 @@ fn start_facade(
     for (name, value) in extra_env {
         command.env(name, value);
     }
-    // For experiments: `BENCH_FACADE_ENV="TOKIO_WORKER_THREADS=1 MAX_IN_FLIGHT=64"`.
-    if let Ok(pairs) = env::var("BENCH_FACADE_ENV") {
-        for pair in pairs.split_whitespace() {
-            if let Some((name, value)) = pair.split_once('=') {
-                command.env(name, value);
+    for (name, value) in facade_env_pairs() {
+        command.env(name, value);
+    }
+    // For profiling: `BENCH_FACADE_WRAPPER="valgrind --tool=callgrind"`
+    // runs `valgrind --tool=callgrind <facade>` (words split at spaces).
+    let wrapper = env::var("BENCH_FACADE_WRAPPER").unwrap_or_default();
+    let mut words = wrapper.split_whitespace();
+    if let Some(program) = words.next() {
+        let mut wrapped = std::process::Command::new(program);
+        wrapped.env_clear();
+        // Profilers look for their helpers and caches there.
+        for name in ["PATH", "HOME"] {
+            if let Some(value) = env::var_os(name) {
+                wrapped.env(name, value);
             }
         }
+        wrapped
+            .envs(
+                command
+                    .get_envs()
+                    .filter_map(|(name, value)| Some((name, value?))),
+            )
+            .args(words)
+            .arg(command.get_program())
+            .args(command.get_args());
+        command = wrapped;
     }
     FacadeProc::start(command, Output::Stdout)
+}
+
+/// `BENCH_FACADE_ENV`'s `NAME=value` pairs (separated by spaces), for
+/// experiments: `BENCH_FACADE_ENV="TOKIO_WORKER_THREADS=1 MAX_IN_FLIGHT=64"`.
+fn facade_env_pairs() -> Vec<(String, String)> {
+    env::var("BENCH_FACADE_ENV")
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect()
 }
 
 /// Polls grpc.health.v1 Check (overall) about every millisecond until
 /// `SERVING`; returns the time since `spawned_at` and the number of polls.
 async fn wait_serving(addr: SocketAddr, spawned_at: Instant) -> Result<(Duration, u32), String> {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    wait_serving_within(addr, spawned_at, Duration::from_secs(10)).await
+}
+
+/// [`wait_serving`] for at most `limit`.
+async fn wait_serving_within(
+    addr: SocketAddr,
+    spawned_at: Instant,
+    limit: Duration,
+) -> Result<(Duration, u32), String> {
+    let deadline = Instant::now() + limit;
     let endpoint = Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|error| format!("endpoint: {error}"))?
         .connect_timeout(Duration::from_millis(500))
@@ -649,7 +809,7 @@ async fn wait_serving(addr: SocketAddr, spawned_at: Instant) -> Result<(Duration
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     Err(format!(
-        "facade at {addr} not SERVING within 10 s: {last_error}"
+        "facade at {addr} not SERVING within {limit:?}: {last_error}"
     ))
 }
 
@@ -958,31 +1118,19 @@ async fn in_flight(config: &Config) -> Result<InFlight, String> {
     let target = Arc::new(Target::Facade(
         Facade::connect(facade_proc.addr, config.connections).await?,
     ));
-    procfs::reset_peak_rss(pid);
     let calls = config.in_flight;
-    let task = {
-        let target = Arc::clone(&target);
-        tokio::spawn(async move { burst(&target, calls, 1).await })
-    };
-    let limit = Instant::now() + load::CALL_TIMEOUT + Duration::from_secs(20);
-    let mut max_rss = None::<u64>;
-    let mut samples = 0;
-    while !task.is_finished() && Instant::now() < limit && samples < 100_000 {
-        if let Some(rss) = status_kib(pid, "VmRSS") {
-            max_rss = Some(max_rss.map_or(rss, |max| max.max(rss)));
-        }
-        samples += 1;
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let (acc, elapsed) = task
-        .await
-        .map_err(|error| format!("the burst task failed: {error}"))?;
+    let Sampled {
+        acc,
+        elapsed,
+        max_rss_kib,
+        samples,
+    } = sample_burst(pid, &target, calls).await?;
     let hwm = status_kib(pid, "VmHWM").map(mib);
     let result = InFlight {
         calls,
         sandbox_latency: config.in_flight_latency.to_owned(),
         idle_rss_mib: idle_rss,
-        max_sampled_rss_mib: max_rss.map(mib),
+        max_sampled_rss_mib: max_rss_kib.map(mib),
         hwm_mib: hwm,
         samples,
         ok: acc.all_ok,
@@ -1008,6 +1156,44 @@ async fn in_flight(config: &Config) -> Result<InFlight, String> {
         result.elapsed_ms
     );
     Ok(result)
+}
+
+/// A burst and the RSS of the process that answered it.
+struct Sampled {
+    acc: load::Acc,
+    elapsed: Duration,
+    /// The largest VmRSS sampled while the calls were in flight (KiB).
+    max_rss_kib: Option<u64>,
+    samples: u32,
+}
+
+/// Resets `pid`'s peak RSS, then sends `calls` concurrent reads through
+/// `target` and samples `pid`'s VmRSS every 5 ms until all have answered.
+async fn sample_burst(pid: u32, target: &Arc<Target>, calls: usize) -> Result<Sampled, String> {
+    procfs::reset_peak_rss(pid);
+    let task = {
+        let target = Arc::clone(target);
+        tokio::spawn(async move { burst(&target, calls, 1).await })
+    };
+    let limit = Instant::now() + load::CALL_TIMEOUT + Duration::from_secs(20);
+    let mut max_rss_kib = None::<u64>;
+    let mut samples = 0;
+    while !task.is_finished() && Instant::now() < limit && samples < 100_000 {
+        if let Some(rss) = status_kib(pid, "VmRSS") {
+            max_rss_kib = Some(max_rss_kib.map_or(rss, |max| max.max(rss)));
+        }
+        samples += 1;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (acc, elapsed) = task
+        .await
+        .map_err(|error| format!("the burst task failed: {error}"))?;
+    Ok(Sampled {
+        acc,
+        elapsed,
+        max_rss_kib,
+        samples,
+    })
 }
 
 /// The targets of the Performance issue, from the report.

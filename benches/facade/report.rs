@@ -12,6 +12,8 @@ use crate::load::RunResult;
 pub struct Stats {
     /// Successful calls per second in the measured window.
     pub rps: f64,
+    /// Mean latency of the measured successful calls.
+    pub mean_us: f64,
     pub p50_us: f64,
     pub p99_us: f64,
     pub p999_us: f64,
@@ -58,6 +60,11 @@ impl Stats {
             } else {
                 0.0
             },
+            mean_us: if ok > 0 {
+                run.acc.hist.mean() / 1_000.0
+            } else {
+                0.0
+            },
             p50_us: quantile(0.5),
             p99_us: quantile(0.99),
             p999_us: quantile(0.999),
@@ -89,6 +96,7 @@ impl Stats {
         };
         Stats {
             rps: of(&|s| s.rps),
+            mean_us: of(&|s| s.mean_us),
             p50_us: of(&|s| s.p50_us),
             p99_us: of(&|s| s.p99_us),
             p999_us: of(&|s| s.p999_us),
@@ -134,7 +142,7 @@ pub struct Case {
     /// `read` or `write`.
     pub op: &'static str,
     pub rpc: &'static str,
-    /// `direct` or `facade`.
+    /// `direct`, `facade`, or (beside the floor) `floor`.
     pub path: &'static str,
     pub concurrency: Option<usize>,
     pub rate: Option<f64>,
@@ -185,6 +193,235 @@ pub struct InFlight {
     pub errors: u64,
     pub elapsed_ms: f64,
     pub first_error: Option<String>,
+}
+
+/// Fresh facades in front of the fixed upstream: spawn → health `SERVING`
+/// and idle RSS, one process each.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct FreshFacades {
+    pub serving_ms: Vec<f64>,
+    pub idle_rss_mib: Vec<Option<f64>>,
+    pub serving_ms_median: Option<f64>,
+    pub idle_rss_mib_median: Option<f64>,
+    pub first_error: Option<String>,
+}
+
+/// The facade beside the floor and the direct path, all three against the
+/// fixed upstream, in one run (issue 16).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Floor {
+    /// The floor's runtime: `multi_thread` or `current_thread`.
+    pub floor_runtime: String,
+    /// `BENCH_FACADE_ENV`, given to the facades and the floor alike.
+    pub env: String,
+    /// GetPreparedPayment, closed loop; paths `direct`, `floor`, `facade`.
+    pub closed_loop: Vec<Case>,
+    /// The concurrency of the CPU figure.
+    pub reference_concurrency: usize,
+    pub figures: FloorFigures,
+    /// Many calls in flight against the fixed upstream answering after a delay.
+    pub in_flight: Option<InFlight>,
+    /// The same calls through the floor, for comparison.
+    pub floor_in_flight: Option<InFlight>,
+    /// HTTP/2 connections the in-flight calls were spread over.
+    pub in_flight_connections: usize,
+    /// The `MAX_IN_FLIGHT` that facade was started with.
+    pub in_flight_max_in_flight: usize,
+    pub fresh: Option<FreshFacades>,
+}
+
+/// The side-by-side figures of the issue: the floor's, the facade's, and
+/// facade ÷ floor.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct FloorFigures {
+    pub cpu_us_per_rpc: Triple,
+    /// Mean latency at concurrency 1 minus the direct path's.
+    pub added_mean_us: Triple,
+    /// p99 latency at concurrency 1 minus the direct path's.
+    pub added_p99_us: Triple,
+}
+
+/// A figure of the floor and of the facade, and their ratio (none when the
+/// floor's figure is not above zero).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Triple {
+    pub floor: Option<f64>,
+    pub facade: Option<f64>,
+    pub ratio: Option<f64>,
+}
+
+impl Triple {
+    fn of(floor: Option<f64>, facade: Option<f64>) -> Triple {
+        let ratio = match (floor, facade) {
+            (Some(floor), Some(facade)) if floor > 0.0 => Some(facade / floor),
+            _ => None,
+        };
+        Triple {
+            floor,
+            facade,
+            ratio,
+        }
+    }
+}
+
+impl Floor {
+    /// The case of `path` at `concurrency`.
+    pub fn closed(&self, path: &str, concurrency: usize) -> Option<&Case> {
+        self.closed_loop
+            .iter()
+            .find(|c| c.path == path && c.concurrency == Some(concurrency))
+    }
+
+    /// CPU per RPC at the reference concurrency; added mean and p99 at 1.
+    pub fn compute_figures(&mut self) {
+        let cpu = |path| {
+            self.closed(path, self.reference_concurrency)
+                .and_then(|c| c.median.facade_cpu_us_per_rpc)
+        };
+        let added =
+            |path, f: fn(&Stats) -> f64| match (self.closed(path, 1), self.closed("direct", 1)) {
+                (Some(case), Some(direct)) if case.median.ok > 0 && direct.median.ok > 0 => {
+                    Some(f(&case.median) - f(&direct.median))
+                }
+                _ => None,
+            };
+        self.figures = FloorFigures {
+            cpu_us_per_rpc: Triple::of(cpu("floor"), cpu("facade")),
+            added_mean_us: Triple::of(
+                added("floor", |s| s.mean_us),
+                added("facade", |s| s.mean_us),
+            ),
+            added_p99_us: Triple::of(added("floor", |s| s.p99_us), added("facade", |s| s.p99_us)),
+        };
+    }
+
+    /// The section of the report.
+    fn markdown(&self, md: &mut String) {
+        let _ = writeln!(
+            md,
+            "\n## Beside the floor (GetPreparedPayment against the fixed upstream)\n\n\
+             The floor answers each call with one pooled HTTP/1.1 GET to the same upstream and a fixed \
+             protobuf answer, on a `{}` tokio runtime; the facade runs with its defaults{}. The upstream \
+             answers every call with the same fixed PortOne JSON, without state. \"CPU µs/RPC\" is the \
+             process under test's (floor or facade); \"upstream CPU\" the fixed upstream's.\n",
+            self.floor_runtime,
+            if self.env.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " and `BENCH_FACADE_ENV={}` (given to the floor too)",
+                    self.env
+                )
+            }
+        );
+        md.push_str(
+            "| path | c | req/s | mean µs | p50 µs | p99 µs | p99.9 µs | CPU µs/RPC | upstream CPU µs/call | load-gen CPU µs/call | other load (cores) | errors |\n\
+             |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        );
+        for case in &self.closed_loop {
+            let s = &case.median;
+            let _ = writeln!(
+                md,
+                "| {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {} | {} |",
+                case.path,
+                case.concurrency.unwrap_or(0),
+                s.rps,
+                s.mean_us,
+                s.p50_us,
+                s.p99_us,
+                s.p999_us,
+                opt(s.facade_cpu_us_per_rpc, 1),
+                opt(s.sandbox_cpu_us_per_call, 1),
+                opt(s.loadgen_cpu_us_per_call, 1),
+                opt(s.other_load_cores, 2),
+                s.errors
+            );
+        }
+        let f = &self.figures;
+        md.push_str(
+            "\n| figure, same run | floor | facade | facade ÷ floor |\n|---|---:|---:|---:|\n",
+        );
+        let row = |md: &mut String, name: &str, t: &Triple, sign: bool| {
+            let value = |v: Option<f64>| match v {
+                Some(v) if sign => format!("{v:+.1} µs"),
+                Some(v) => format!("{v:.1} µs"),
+                None => "–".to_owned(),
+            };
+            let _ = writeln!(
+                md,
+                "| {name} | {} | {} | {} |",
+                value(t.floor),
+                value(t.facade),
+                opt(t.ratio, 2)
+            );
+        };
+        row(
+            md,
+            &format!("CPU per RPC, {} in flight", self.reference_concurrency),
+            &f.cpu_us_per_rpc,
+            false,
+        );
+        row(
+            md,
+            "added mean latency (− direct), 1 in flight",
+            &f.added_mean_us,
+            true,
+        );
+        row(
+            md,
+            "added p99 latency (− direct), 1 in flight",
+            &f.added_p99_us,
+            true,
+        );
+        md.push_str("\n| figure | value |\n|---|---:|\n");
+        if let Some(fresh) = &self.fresh {
+            let _ = writeln!(
+                md,
+                "| idle RSS after start (VmRSS, fresh facade, median of {}) | {} MiB |",
+                fresh.serving_ms.len(),
+                opt(fresh.idle_rss_mib_median, 2)
+            );
+            let each: Vec<String> = fresh
+                .serving_ms
+                .iter()
+                .map(|ms| format!("{ms:.1}"))
+                .collect();
+            let _ = writeln!(
+                md,
+                "| spawn → health `SERVING` (median; each) | {} ms ({}) |",
+                opt(fresh.serving_ms_median, 1),
+                each.join(", ")
+            );
+        }
+        if let Some(f) = &self.in_flight {
+            let _ = writeln!(
+                md,
+                "| RSS with {} calls in flight (the fixed upstream answering after {}; {} connections, `MAX_IN_FLIGHT={}`): max sampled VmRSS / VmHWM | {} / {} MiB |",
+                f.calls,
+                f.sandbox_latency,
+                self.in_flight_connections,
+                self.in_flight_max_in_flight,
+                opt(f.max_sampled_rss_mib, 2),
+                opt(f.hwm_mib, 2)
+            );
+            let _ = writeln!(
+                md,
+                "| … the {} calls: answered / errors / all answered after | {} / {} / {:.0} ms |",
+                f.calls, f.ok, f.errors, f.elapsed_ms
+            );
+        }
+        if let Some(f) = &self.floor_in_flight {
+            let _ = writeln!(
+                md,
+                "| the same {} calls through the floor: max sampled VmRSS / VmHWM; answered / errors | {} / {} MiB; {} / {} |",
+                f.calls,
+                opt(f.max_sampled_rss_mib, 2),
+                opt(f.hwm_mib, 2),
+                f.ok,
+                f.errors
+            );
+        }
+    }
 }
 
 /// Spans of one `GetPreparedPayment` with a warm token: SERVER and CLIENT.
@@ -300,10 +537,37 @@ pub struct Report {
     pub in_flight: Option<InFlight>,
     pub startup: Option<Startup>,
     pub main_facade_idle_rss_mib: Option<f64>,
+    /// The facade beside the floor on the fixed upstream.
+    pub floor: Option<Floor>,
     pub targets: Vec<Target>,
+    /// The targets of the Performance issue that speak of the floor and the
+    /// fixed upstream.
+    pub floor_targets: Vec<Target>,
     pub cases_passed: usize,
     pub cases_failed: usize,
     pub failures: Vec<String>,
+}
+
+/// Targets as a table: PASS, MISS or not measured; never asserted.
+fn targets_table(md: &mut String, targets: &[Target]) {
+    md.push_str("| target | measured | limit | result |\n|---|---:|---:|---|\n");
+    for t in targets {
+        let result = match t.pass {
+            Some(true) => "PASS",
+            Some(false) => "MISS",
+            None => "not measured",
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} {} | {} {} | {} |",
+            t.name,
+            opt(t.value, 2),
+            t.unit,
+            t.limit,
+            t.unit,
+            result
+        );
+    }
 }
 
 fn trim(value: f64) -> String {
@@ -356,54 +620,59 @@ impl Report {
             m.cores
         );
 
-        md.push_str("## Closed loop (fixed concurrency)\n\n");
-        md.push_str(
-            "| RPC | path | c | req/s | p50 µs | p99 µs | p99.9 µs | facade CPU µs/RPC | sandbox CPU µs/call | load-gen CPU µs/call | facade peak RSS MiB | other load (cores) | errors |\n\
-             |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
-        );
-        for case in &self.closed_loop {
-            let s = &case.median;
-            let _ = writeln!(
-                md,
-                "| {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {} | {} | {} |",
-                case.rpc,
-                case.path,
-                case.concurrency.unwrap_or(0),
-                s.rps,
-                s.p50_us,
-                s.p99_us,
-                s.p999_us,
-                opt(s.facade_cpu_us_per_rpc, 1),
-                opt(s.sandbox_cpu_us_per_call, 1),
-                opt(s.loadgen_cpu_us_per_call, 1),
-                opt(s.facade_peak_rss_mib, 1),
-                opt(s.other_load_cores, 2),
-                s.errors
+        if !self.closed_loop.is_empty() {
+            md.push_str("## Closed loop (fixed concurrency)\n\n");
+            md.push_str(
+                "| RPC | path | c | req/s | p50 µs | p99 µs | p99.9 µs | facade CPU µs/RPC | sandbox CPU µs/call | load-gen CPU µs/call | facade peak RSS MiB | other load (cores) | errors |\n\
+                 |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
             );
-        }
+            for case in &self.closed_loop {
+                let s = &case.median;
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {} | {} | {} |",
+                    case.rpc,
+                    case.path,
+                    case.concurrency.unwrap_or(0),
+                    s.rps,
+                    s.p50_us,
+                    s.p99_us,
+                    s.p999_us,
+                    opt(s.facade_cpu_us_per_rpc, 1),
+                    opt(s.sandbox_cpu_us_per_call, 1),
+                    opt(s.loadgen_cpu_us_per_call, 1),
+                    opt(s.facade_peak_rss_mib, 1),
+                    opt(s.other_load_cores, 2),
+                    s.errors
+                );
+            }
 
-        md.push_str("\n## What the facade adds (facade − direct, same RPC and concurrency)\n\n");
-        md.push_str(
-            "| RPC | c | throughput facade ÷ direct | added p50 µs | added p99 µs | added p99.9 µs |\n\
-             |---|---:|---:|---:|---:|---:|\n",
-        );
-        for facade in self.closed_loop.iter().filter(|c| c.path == "facade") {
-            let Some(direct) = self.closed(facade.op, "direct", facade.concurrency.unwrap_or(0))
-            else {
-                continue;
-            };
-            let (f, d) = (&facade.median, &direct.median);
-            let ratio = if d.rps > 0.0 { f.rps / d.rps } else { 0.0 };
-            let _ = writeln!(
-                md,
-                "| {} | {} | {:.2} | {:+.1} | {:+.1} | {:+.1} |",
-                facade.rpc,
-                facade.concurrency.unwrap_or(0),
-                ratio,
-                f.p50_us - d.p50_us,
-                f.p99_us - d.p99_us,
-                f.p999_us - d.p999_us
+            md.push_str(
+                "\n## What the facade adds (facade − direct, same RPC and concurrency)\n\n",
             );
+            md.push_str(
+                "| RPC | c | throughput facade ÷ direct | added p50 µs | added p99 µs | added p99.9 µs |\n\
+                 |---|---:|---:|---:|---:|---:|\n",
+            );
+            for facade in self.closed_loop.iter().filter(|c| c.path == "facade") {
+                let Some(direct) =
+                    self.closed(facade.op, "direct", facade.concurrency.unwrap_or(0))
+                else {
+                    continue;
+                };
+                let (f, d) = (&facade.median, &direct.median);
+                let ratio = if d.rps > 0.0 { f.rps / d.rps } else { 0.0 };
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {:.2} | {:+.1} | {:+.1} | {:+.1} |",
+                    facade.rpc,
+                    facade.concurrency.unwrap_or(0),
+                    ratio,
+                    f.p50_us - d.p50_us,
+                    f.p99_us - d.p99_us,
+                    f.p999_us - d.p999_us
+                );
+            }
         }
 
         if let Some(first) = self.open_loop.first() {
@@ -545,81 +814,79 @@ impl Report {
             }
         }
 
-        md.push_str("\n## Memory and start-up\n\n| figure | value |\n|---|---:|\n");
-        if let Some(s) = &self.startup {
-            let _ = writeln!(
-                md,
-                "| idle RSS after start (VmRSS, fresh facade, median of {}) | {} MiB |",
-                s.reps.len(),
-                opt(s.idle_rss_mib_median, 2)
-            );
-        }
-        let _ = writeln!(
-            md,
-            "| idle RSS of the facade used for the closed loop, before any call | {} MiB |",
-            opt(self.main_facade_idle_rss_mib, 2)
-        );
-        if let Some(f) = &self.in_flight {
-            let _ = writeln!(
-                md,
-                "| RSS with {} calls in flight (sandbox latency {}): max sampled VmRSS / VmHWM | {} / {} MiB |",
-                f.calls,
-                f.sandbox_latency,
-                opt(f.max_sampled_rss_mib, 2),
-                opt(f.hwm_mib, 2)
-            );
-            let _ = writeln!(
-                md,
-                "| … the {} calls: answered / errors / all answered after | {} / {} / {:.0} ms |",
-                f.calls, f.ok, f.errors, f.elapsed_ms
-            );
-        }
-        if let Some(s) = &self.startup {
-            let _ = writeln!(
-                md,
-                "| spawn → `listening` log line (median) | {:.1} ms |",
-                s.listening_ms_median
-            );
-            let _ = writeln!(
-                md,
-                "| spawn → health `SERVING` (median; min – max of {}) | {:.1} ms ({:.1} – {:.1}) |",
-                s.reps.len(),
-                s.serving_ms_median,
-                s.serving_ms_min,
-                s.serving_ms_max
-            );
-            let counts: Vec<String> = s
-                .get_token_calls
-                .iter()
-                .map(|c| c.map_or_else(|| "?".to_owned(), |c| c.to_string()))
-                .collect();
-            let _ = writeln!(
-                md,
-                "| getToken calls for {} concurrent calls on a cold token (each fresh facade) | {} |",
-                s.cold_calls,
-                counts.join(", ")
-            );
+        if let Some(floor) = &self.floor {
+            floor.markdown(&mut md);
         }
 
-        md.push_str(
-            "\n## Targets\n\n| target | measured | limit | result |\n|---|---:|---:|---|\n",
-        );
-        for t in &self.targets {
-            let result = match t.pass {
-                Some(true) => "PASS",
-                Some(false) => "MISS",
-                None => "not measured",
-            };
+        if self.startup.is_some()
+            || self.in_flight.is_some()
+            || self.main_facade_idle_rss_mib.is_some()
+        {
+            md.push_str("\n## Memory and start-up\n\n| figure | value |\n|---|---:|\n");
+            if let Some(s) = &self.startup {
+                let _ = writeln!(
+                    md,
+                    "| idle RSS after start (VmRSS, fresh facade, median of {}) | {} MiB |",
+                    s.reps.len(),
+                    opt(s.idle_rss_mib_median, 2)
+                );
+            }
             let _ = writeln!(
                 md,
-                "| {} | {} {} | {} {} | {} |",
-                t.name,
-                opt(t.value, 2),
-                t.unit,
-                t.limit,
-                t.unit,
-                result
+                "| idle RSS of the facade used for the closed loop, before any call | {} MiB |",
+                opt(self.main_facade_idle_rss_mib, 2)
             );
+            if let Some(f) = &self.in_flight {
+                let _ = writeln!(
+                    md,
+                    "| RSS with {} calls in flight (sandbox latency {}): max sampled VmRSS / VmHWM | {} / {} MiB |",
+                    f.calls,
+                    f.sandbox_latency,
+                    opt(f.max_sampled_rss_mib, 2),
+                    opt(f.hwm_mib, 2)
+                );
+                let _ = writeln!(
+                    md,
+                    "| … the {} calls: answered / errors / all answered after | {} / {} / {:.0} ms |",
+                    f.calls, f.ok, f.errors, f.elapsed_ms
+                );
+            }
+            if let Some(s) = &self.startup {
+                let _ = writeln!(
+                    md,
+                    "| spawn → `listening` log line (median) | {:.1} ms |",
+                    s.listening_ms_median
+                );
+                let _ = writeln!(
+                    md,
+                    "| spawn → health `SERVING` (median; min – max of {}) | {:.1} ms ({:.1} – {:.1}) |",
+                    s.reps.len(),
+                    s.serving_ms_median,
+                    s.serving_ms_min,
+                    s.serving_ms_max
+                );
+                let counts: Vec<String> = s
+                    .get_token_calls
+                    .iter()
+                    .map(|c| c.map_or_else(|| "?".to_owned(), |c| c.to_string()))
+                    .collect();
+                let _ = writeln!(
+                    md,
+                    "| getToken calls for {} concurrent calls on a cold token (each fresh facade) | {} |",
+                    s.cold_calls,
+                    counts.join(", ")
+                );
+            }
+        }
+
+        // The older targets, when this run measured any of them.
+        if self.targets.iter().any(|t| t.value.is_some()) {
+            md.push_str("\n## Targets\n\n");
+            targets_table(&mut md, &self.targets);
+        }
+        if !self.floor_targets.is_empty() {
+            md.push_str("\n## Targets beside the floor (fixed upstream; ratios from one run)\n\n");
+            targets_table(&mut md, &self.floor_targets);
         }
         if !self.failures.is_empty() {
             md.push_str("\n## Failures\n\n");

@@ -294,11 +294,14 @@ fn deadline_gone() -> Failure {
 
 fn failure_from_transport(error: &reqwest::Error) -> Failure {
     if error.is_connect() {
-        Failure {
-            error: UpstreamError::without_answer(
-                UpstreamErrorKind::Unavailable,
-                "could not connect to PortOne",
+        let message = match certificate_refusal(error) {
+            Some(reason) => format!(
+                "could not connect to PortOne: its TLS certificate was not trusted ({reason})"
             ),
+            None => "could not connect to PortOne".to_owned(),
+        };
+        Failure {
+            error: UpstreamError::without_answer(UpstreamErrorKind::Unavailable, message),
             class: FailureClass::NeverSent,
         }
     } else {
@@ -310,6 +313,27 @@ fn failure_from_transport(error: &reqwest::Error) -> Failure {
             class: FailureClass::Transient,
         }
     }
+}
+
+/// Why rustls refused PortOne's certificate, when that is what ended the
+/// connection. The rustls error travels inside `io::Error`s (one from the
+/// TLS stream, one from the connector), whose `source` skips the error they
+/// wrap, so the chain is walked through them by hand.
+fn certificate_refusal(error: &reqwest::Error) -> Option<String> {
+    type Dyn = dyn std::error::Error + 'static;
+    fn next<'a>(&error: &&'a Dyn) -> Option<&'a Dyn> {
+        match error.downcast_ref::<std::io::Error>() {
+            Some(io) => io.get_ref().map(|inner| inner as &Dyn),
+            None => error.source(),
+        }
+    }
+    let first: &Dyn = error;
+    std::iter::successors(Some(first), next)
+        .take(16)
+        .find_map(|error| match error.downcast_ref::<rustls::Error>() {
+            Some(rustls::Error::InvalidCertificate(reason)) => Some(reason.to_string()),
+            _ => None,
+        })
 }
 
 /// The row of the error table for a non-2xx answer.

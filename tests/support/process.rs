@@ -153,9 +153,10 @@ impl Proc {
                 Ok(())
             });
         }
-        let mut child = command
-            .spawn()
-            .map_err(|error| format!("cannot start {name} ({BINARY}): {error}"))?;
+        let mut child = command.spawn().map_err(|error| {
+            let program = command.get_program().to_string_lossy().into_owned();
+            format!("cannot start {name} ({program}): {error}")
+        })?;
         let (sender, lines) = mpsc::channel();
         let mut readers = Ok(());
         let mut unread = None;
@@ -326,7 +327,18 @@ impl SandboxProc {
         if let Some(latency) = latency {
             command.args(["--latency", latency]);
         }
-        let mut proc = Proc::spawn(command, "sandbox", output)?;
+        SandboxProc::from_command(command, "sandbox", output)
+    }
+
+    /// Starts `command`, another PortOne stand-in (the bench's fixed
+    /// upstream), and waits for its line with the URL and credentials, as
+    /// the emulator prints it.
+    pub fn from_command(
+        command: Command,
+        name: &str,
+        output: Output,
+    ) -> Result<SandboxProc, String> {
+        let mut proc = Proc::spawn(command, name, output)?;
         let ((url, imp_key, imp_secret), _) = proc.wait_for_json(Instant::now(), |json, _| {
             let field = |name: &str| json[name].as_str().map(str::to_owned);
             Ok(
@@ -363,8 +375,14 @@ impl FacadeProc {
     /// Starts `command` (JSON logs, such as [`facade_command`]'s) and waits
     /// for its `listening` log line.
     pub fn start(command: Command, output: Output) -> Result<FacadeProc, String> {
+        FacadeProc::start_as(command, "facade", output)
+    }
+
+    /// [`FacadeProc::start`] for another server that prints the same
+    /// `listening` line (the bench's floor), named `name` in errors.
+    pub fn start_as(command: Command, name: &str, output: Output) -> Result<FacadeProc, String> {
         let spawned_at = Instant::now();
-        let mut proc = Proc::spawn(command, "facade", output)?;
+        let mut proc = Proc::spawn(command, name, output)?;
         let ((addr, listening_after), startup_lines) =
             proc.wait_for_json(spawned_at, |json, line| {
                 if json["message"] != "listening" {
@@ -375,7 +393,7 @@ impl FacadeProc {
                     .as_str()
                     .and_then(|addr| addr.parse().ok())
                     .ok_or_else(|| {
-                        format!("facade: `listening` line without local_addr: {line}")
+                        format!("{name}: `listening` line without local_addr: {line}")
                     })?;
                 Ok(Some((addr, listening_after)))
             })?;
