@@ -17,6 +17,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "proto/portone/facade/v1/payment_prepare_service.proto",
         "proto/portone/facade/v1/payment_link_service.proto",
+        "proto/portone/facade/v1/payment_verification_service.proto",
     ];
     let descriptors = protox::compile(files, ["proto"])?;
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);

@@ -4,9 +4,12 @@
 #   1. helm lint --strict + helm template for every scenario in ci/*-values.yaml,
 #      and the same manifests from helm 3 (`helm3`) as from helm 4 (`helm`)
 #   2. the rendered manifests against the chart's contract (security settings,
-#      DESIGN §4 env names, credentials only as files, probes, checksums, ...)
+#      DESIGN §4 env names, credentials only as files, probes, checksums, TLS
+#      and authz files in whole-directory mounts of the right objects, ...)
 #   3. kubernetes-validate --strict for every Kubernetes minor from KUBE_MIN to
-#      KUBE_MAX (a scenario may raise its own minimum with `# min-kube: X.Y`)
+#      KUBE_MAX (a scenario may raise its own minimum with `# min-kube: X.Y`);
+#      cert-manager's Certificate against its vendored CRD schema instead,
+#      prometheus-operator's kinds by structure and promtool
 #   4. every ci/invalid/*.yaml must be REJECTED by helm 4, with the message in
 #      its `# expect:` line, and by helm 3
 #   5. README.md documents every value of values.yaml
@@ -71,11 +74,18 @@ render() { # render VALUES KUBEVERSION OUT
 
 # ---------------------------------------------------------------- scenarios
 contract_check() { # contract_check RENDERED VALUES
-  "$PY" - "$1" "$2" <<'PY'
-import sys, yaml
-rendered, values_file = sys.argv[1], sys.argv[2]
+  "$PY" - "$1" "$2" "$CHART/values.yaml" <<'PY'
+import copy, json, posixpath, sys, yaml
+rendered, values_file, defaults_file = sys.argv[1], sys.argv[2], sys.argv[3]
 docs = [d for d in yaml.safe_load_all(open(rendered)) if d]
 vals = yaml.safe_load(open(values_file)) or {}
+def merged(base, over):
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+# The scenario over the chart's defaults, as helm sees it (for the TLS checks).
+V = merged(yaml.safe_load(open(defaults_file)), vals)
 errors = []
 def err(msg): errors.append(msg)
 by_kind = {}
@@ -94,7 +104,9 @@ sandbox = portone.get("sandbox", False)
 existing = (portone.get("existingSecret") or {}).get("name", "")
 has_creds = bool(existing or (portone.get("impKey") and portone.get("impSecret")))
 
-# --- ConfigMap: DESIGN §4 names, no credentials
+# --- ConfigMap: DESIGN §4 names, no credentials (the authz policy's ConfigMap is checked below)
+authz_cms = [d for d in by_kind.get("ConfigMap", []) if "policy.json" in (d.get("data") or {})]
+by_kind["ConfigMap"] = [d for d in by_kind.get("ConfigMap", []) if d not in authz_cms]
 cm = one("ConfigMap").get("data", {})
 for key in ("LISTEN_ADDR", "PORTONE_API_URL", "PORTONE_LINK_API_URL", "UPSTREAM_TIMEOUT",
             "SHUTDOWN_GRACE", "RUST_LOG", "LOG_FORMAT"):
@@ -129,6 +141,10 @@ ann = tpl.get("metadata", {}).get("annotations", {})
 for a in ("checksum/config", "checksum/secret"):
     if len(str(ann.get(a, ""))) != 64:
         err(f"pod template lacks {a}")
+# The TLS Secret and the authz policy are reloaded from their volumes: a checksum
+# of them would restart the pods on every renewal or policy edit.
+if sorted(a for a in ann if a.startswith("checksum/")) != ["checksum/config", "checksum/secret"]:
+    err(f"pod template checksums {sorted(a for a in ann if a.startswith('checksum/'))}, want config and secret only")
 ru = spec.get("strategy", {}).get("rollingUpdate", {})
 if spec.get("strategy", {}).get("type") != "RollingUpdate" or ru.get("maxUnavailable") != 0 or ru.get("maxSurge") != 1:
     err(f"strategy is {spec.get('strategy')}")
@@ -158,14 +174,37 @@ if sc.get("capabilities", {}).get("drop") != ["ALL"]:
     err("capabilities are not drop [ALL]")
 if sc.get("seccompProfile", {}).get("type") != "RuntimeDefault":
     err("container seccompProfile is not RuntimeDefault")
+tls = V["tls"]
+tls_on = bool(tls["enabled"])
+mtls = tls_on and bool(tls["clientAuth"]["enabled"])
+authz_on = mtls and bool(V["authz"]["callers"])
+health_port = V["health"]["port"]
+want_tls_env = set()
+if tls_on:
+    want_tls_env |= {"TLS_CERT_FILE", "TLS_KEY_FILE", "HEALTH_LISTEN_ADDR"}
+if mtls:
+    want_tls_env.add("TLS_CLIENT_CA_FILE")
+if authz_on:
+    want_tls_env.add("AUTHZ_POLICY_FILE")
+tls_env = {k for k in ("TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CLIENT_CA_FILE", "AUTHZ_POLICY_FILE",
+                       "HEALTH_LISTEN_ADDR") if k in cm}
+if tls_env != want_tls_env:
+    err(f"ConfigMap sets {sorted(tls_env)}, want {sorted(want_tls_env)} (tls.enabled={tls_on}, "
+        f"clientAuth={mtls}, authz={authz_on})")
+if tls_on and cm.get("HEALTH_LISTEN_ADDR") != f"0.0.0.0:{health_port}":
+    err(f"HEALTH_LISTEN_ADDR is {cm.get('HEALTH_LISTEN_ADDR')!r}, want 0.0.0.0:{health_port}")
 port = int(cm.get("LISTEN_ADDR", "0:0").rsplit(":", 1)[1])
+# kubelet's gRPC probes speak plaintext only: with TLS they use the health listener.
+probe_port = health_port if tls_on else port
 for p in ("startupProbe", "livenessProbe", "readinessProbe"):
     g = (c.get(p) or {}).get("grpc")
-    if not g or g.get("port") != port:
-        err(f"{p} is not a gRPC probe on {port}: {c.get(p)}")
+    if not g or g.get("port") != probe_port:
+        err(f"{p} is not a gRPC probe on {probe_port}: {c.get(p)}")
 metrics_on = ((vals.get("metrics") or {}).get("enabled", False))
-if [p.get("name") for p in c.get("ports", [])] != ["grpc"] + (["metrics"] if metrics_on else []):
-    err("container ports are not grpc (and metrics when metrics.enabled)")
+if [p.get("name") for p in c.get("ports", [])] != ["grpc"] + (["health"] if tls_on else []) + (["metrics"] if metrics_on else []):
+    err("container ports are not grpc (health when tls.enabled, metrics when metrics.enabled)")
+if tls_on and [p["containerPort"] for p in c.get("ports", []) if p.get("name") == "health"] != [health_port]:
+    err(f"container port health is not {health_port}")
 if metrics_on != ("METRICS_LISTEN_ADDR" in cm):
     err(f"METRICS_LISTEN_ADDR in the ConfigMap: {'METRICS_LISTEN_ADDR' in cm}, metrics.enabled: {metrics_on}")
 res = c.get("resources", {})
@@ -202,19 +241,114 @@ else:
     if "portone-credentials" in vols or "Secret" in by_kind:
         err("credentials volume or Secret rendered without credentials")
 
+# --- TLS, mutual TLS, authz: each file is in a whole-directory mount of the right object
+def source_of(path, env_name):
+    """(volume kind, object name, key) that the file `path` comes from, or None."""
+    found = [m for m in c.get("volumeMounts", []) if m.get("mountPath") == posixpath.dirname(path)]
+    if len(found) != 1:
+        err(f"{env_name}={path}: {len(found)} volume mounts at {posixpath.dirname(path)}")
+        return None
+    m = found[0]
+    if "subPath" in m or "subPathExpr" in m:
+        err(f"{env_name}: mount {m['name']} uses subPath (never updated in place)")
+    if m.get("readOnly") is not True:
+        err(f"{env_name}: mount {m['name']} is not read-only")
+    v = vols.get(m["name"], {})
+    for kind, name_key in (("secret", "secretName"), ("configMap", "name")):
+        if kind in v:
+            items = v[kind].get("items")
+            base = posixpath.basename(path)
+            keys = [i["key"] for i in items if i["path"] == base] if items else [base]
+            if len(keys) != 1:
+                err(f"{env_name}: volume {m['name']} has no item at {base}")
+                return None
+            return (kind, v[kind].get(name_key), keys[0])
+    err(f"{env_name}: volume {m['name']} is neither a Secret nor a ConfigMap")
+    return None
+for m in c.get("volumeMounts", []):
+    if m["name"] in ("portone-credentials", "tls", "tls-client-ca", "authz-policy") and ("subPath" in m or "subPathExpr" in m):
+        err(f"mount {m['name']} uses subPath")
+certs = by_kind.get("Certificate", [])
+cm_on = tls_on and bool(tls["certManager"]["enabled"])
+if len(certs) != (1 if cm_on else 0):
+    err(f"{len(certs)} Certificates rendered, want {1 if cm_on else 0} (tls.certManager.enabled={cm_on})")
+if tls_on:
+    if cm_on and certs:
+        tls_secret = certs[0]["spec"].get("secretName")
+    else:
+        tls_secret = tls["existingSecret"]
+    if source_of(cm.get("TLS_CERT_FILE", ""), "TLS_CERT_FILE") != ("secret", tls_secret, "tls.crt"):
+        err(f"TLS_CERT_FILE is not tls.crt of Secret {tls_secret} (the Certificate's secretName or tls.existingSecret)")
+    if source_of(cm.get("TLS_KEY_FILE", ""), "TLS_KEY_FILE") != ("secret", tls_secret, "tls.key"):
+        err(f"TLS_KEY_FILE is not tls.key of Secret {tls_secret}")
+    if mtls:
+        ca = tls["clientAuth"]["caSecret"]
+        want = ("secret", ca["name"], ca["key"]) if ca["name"] else ("secret", tls_secret, "ca.crt")
+        got = source_of(cm.get("TLS_CLIENT_CA_FILE", ""), "TLS_CLIENT_CA_FILE")
+        if got != want:
+            err(f"TLS_CLIENT_CA_FILE comes from {got}, want {want}")
+    if authz_on:
+        got = source_of(cm.get("AUTHZ_POLICY_FILE", ""), "AUTHZ_POLICY_FILE")
+        if len(authz_cms) != 1:
+            err(f"{len(authz_cms)} authz ConfigMaps, want one")
+        elif got != ("configMap", authz_cms[0]["metadata"]["name"], "policy.json"):
+            err(f"AUTHZ_POLICY_FILE comes from {got}, not policy.json of {authz_cms[0]['metadata']['name']}")
+        else:
+            try:
+                policy = json.loads(authz_cms[0]["data"]["policy.json"])
+            except ValueError as e:
+                policy = None
+                err(f"policy.json is not JSON: {e}")
+            if policy != {"callers": V["authz"]["callers"]}:
+                err(f"policy.json {policy} differs from authz.callers {V['authz']['callers']}")
+if not authz_on and authz_cms:
+    err("authz ConfigMap rendered without authz.callers + tls.clientAuth")
+if not tls_on and ({"tls", "tls-client-ca", "authz-policy"} & set(vols)):
+    err("TLS volumes rendered with tls.enabled false")
+
 # --- Services
 svcs = {s["metadata"]["name"]: s for s in by_kind.get("Service", [])}
 for s in svcs.values():
     ports = s["spec"]["ports"]
     want = [("grpc", "grpc")]
+    if tls_on and s["spec"].get("clusterIP") != "None":
+        want.append(("health", "grpc"))
     if metrics_on and s["spec"].get("clusterIP") != "None":
         want.append(("metrics", "http"))
     if [(p.get("name"), p.get("appProtocol")) for p in ports] != want:
         err(f"Service {s['metadata']['name']} ports {ports}")
+    for p in ports:
+        if p["name"] == "health" and (p["port"] != health_port or p.get("targetPort") != "health"):
+            err(f"Service {s['metadata']['name']} health port {p}")
 headless = [s for s in svcs.values() if s["spec"].get("clusterIP") == "None"]
 want_headless = ((vals.get("service") or {}).get("headless") or {}).get("enabled", False)
 if bool(headless) != bool(want_headless):
     err(f"headless Service rendered={bool(headless)}, wanted={want_headless}")
+
+# --- the cert-manager Certificate (its schema is checked by certificate_is_valid)
+for crt in certs:
+    cs = crt.get("spec", {})
+    if crt.get("apiVersion") != "cert-manager.io/v1":
+        err(f"Certificate apiVersion {crt.get('apiVersion')}")
+    want_ref = {"name": tls["certManager"]["issuerRef"]["name"], "kind": tls["certManager"]["issuerRef"]["kind"],
+                "group": "cert-manager.io"}
+    if cs.get("issuerRef") != want_ref:
+        err(f"Certificate issuerRef {cs.get('issuerRef')}, want {want_ref}")
+    ordered = sorted(svcs.values(), key=lambda s: s["spec"].get("clusterIP") == "None")
+    default_names = [n for s in ordered for n in (
+        s["metadata"]["name"], f"{s['metadata']['name']}.{s['metadata']['namespace']}",
+        f"{s['metadata']['name']}.{s['metadata']['namespace']}.svc",
+        f"{s['metadata']['name']}.{s['metadata']['namespace']}.svc.{tls['certManager']['clusterDomain']}")]
+    want_names = tls["certManager"]["dnsNames"] or default_names
+    if cs.get("dnsNames") != want_names:
+        err(f"Certificate dnsNames {cs.get('dnsNames')}, want {want_names}")
+    pk = cs.get("privateKey", {})
+    if pk.get("rotationPolicy") != "Always" or pk.get("algorithm") != tls["certManager"]["privateKey"]["algorithm"]:
+        err(f"Certificate privateKey {pk}")
+    if "server auth" not in cs.get("usages", []):
+        err(f"Certificate usages {cs.get('usages')} lack server auth")
+    if not cs.get("duration") or not cs.get("renewBefore"):
+        err("Certificate lacks duration or renewBefore")
 
 # --- ServiceAccount
 for sa in by_kind.get("ServiceAccount", []):
@@ -253,16 +387,43 @@ for np in by_kind.get("NetworkPolicy", []):
             err("NetworkPolicy OTLP egress does not follow otel.enabled")
         if not np["spec"].get("ingress"):
             err("NetworkPolicy has no ingress rule")
+        for r in np["spec"].get("ingress", []):
+            if not r.get("from"):
+                err(f"NetworkPolicy ingress rule {r.get('ports')} has no peers (that admits every source)")
+        rule_ports = [[p.get("port") for p in r.get("ports", [])] for r in np["spec"].get("ingress", [])]
+        test_peer = {"podSelector": {"matchLabels": {
+            "app.kubernetes.io/name": sel["app.kubernetes.io/name"] + "-test",
+            "app.kubernetes.io/instance": sel["app.kubernetes.io/instance"],
+            "app.kubernetes.io/component": "helm-test"}}}
+        tests_on = (vals.get("tests") or {}).get("enabled", True)
+        peers = {tuple(r_ports): r.get("from", []) for r_ports, r in zip(rule_ports, np["spec"].get("ingress", []))}
+        grpc_peers = peers.get(("grpc",), [])
+        if (test_peer in grpc_peers) != (tests_on and not tls_on):
+            err(f"test pod admitted to the gRPC port: {test_peer in grpc_peers}, want {tests_on and not tls_on}")
+        want_health = ([test_peer] if tests_on else []) + (V["networkPolicy"]["ingress"]["healthFrom"] if tls_on else [])
+        if tls_on and want_health:
+            if peers.get(("health",)) != want_health:
+                err(f"health port admits {peers.get(('health',))}, want {want_health}")
+        elif ("health",) in peers:
+            err("health port rule rendered without tls.enabled or peers")
+    else:
+        # the test pod's own policy: egress to the pods' probe port
+        eg_pod_ports = [p.get("port") for r in np["spec"].get("egress", []) for t in r.get("to", [])
+                        if "podSelector" in t and "namespaceSelector" not in t for p in r.get("ports", [])]
+        if eg_pod_ports != [probe_port]:
+            err(f"test pod's NetworkPolicy reaches pods on {eg_pod_ports}, want [{probe_port}]")
 
 # --- helm test pod
 tests = [p for p in by_kind.get("Pod", []) if p["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"]
-if len(tests) != 1:
-    err(f"{len(tests)} helm test pods")
-else:
+if len(tests) != (1 if V["tests"]["enabled"] else 0):
+    err(f"{len(tests)} helm test pods (tests.enabled={V['tests']['enabled']})")
+elif tests:
     t = tests[0]
     tc = t["spec"]["containers"][0]
     svc = [s for s in svcs.values() if s["spec"].get("clusterIP") != "None"][0]
-    want_cmd = ["portone-facade", "healthcheck", "--addr", f"{svc['metadata']['name']}:{svc['spec']['ports'][0]['port']}"]
+    # The healthcheck speaks plaintext: with TLS it asks the Service's health port.
+    test_port = [p["port"] for p in svc["spec"]["ports"] if p["name"] == ("health" if tls_on else "grpc")][:1]
+    want_cmd = ["portone-facade", "healthcheck", "--addr", f"{svc['metadata']['name']}:{test_port[0] if test_port else '?'}"]
     if tc.get("command", [])[:4] != want_cmd:
         err(f"test command {tc.get('command')} does not start with {want_cmd}")
     if tc.get("image") != c.get("image"):
@@ -293,11 +454,11 @@ if a != b:
 PY
 }
 
-without_crds() { # without_crds IN OUT: the manifests but ServiceMonitor and PrometheusRule
+without_crds() { # without_crds IN OUT: the manifests but ServiceMonitor, PrometheusRule and Certificate
   "$PY" - "$1" "$2" <<'PY'
 import sys, yaml
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
-core = [d for d in docs if d.get("kind") not in ("ServiceMonitor", "PrometheusRule")]
+core = [d for d in docs if d.get("kind") not in ("ServiceMonitor", "PrometheusRule", "Certificate")]
 yaml.safe_dump_all(core, open(sys.argv[2], "w"), sort_keys=False)
 PY
 }
@@ -344,6 +505,71 @@ PY
   promtool check rules "$WORK/rules.yaml"
 }
 
+# cert-manager's Certificate: kubernetes-validate has no CRD schemas, so the
+# chart vendors the openAPIV3Schema of cert-manager's own CRD (pinned version,
+# commit and sha256 in its $comment) and validates against it offline, strictly
+# (an unknown field is an error, as the API server's strict field validation
+# makes it), then applies the rules cert-manager's webhook adds on top.
+CERT_SCHEMA="$CHART/ci/crd-schemas/cert-manager.io_v1_Certificate.json"
+certificate_is_valid() { # certificate_is_valid RENDERED
+  "$PY" - "$1" "$CERT_SCHEMA" <<'PY'
+import copy, json, re, sys, yaml
+import jsonschema
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+schema = json.load(open(sys.argv[2]))
+def strict(node):
+    if isinstance(node, dict):
+        if node.get("type") == "object" and "properties" in node and "additionalProperties" not in node \
+                and not node.get("x-kubernetes-preserve-unknown-fields"):
+            node["additionalProperties"] = False
+        for v in node.values():
+            strict(v)
+    elif isinstance(node, list):
+        for v in node:
+            strict(v)
+    return node
+validator = jsonschema.Draft7Validator(strict(copy.deepcopy(schema)))
+certs = [d for d in docs if d.get("kind") == "Certificate"]
+errors = []
+if len(certs) != 1:
+    errors.append(f"{len(certs)} Certificates, want one")
+def seconds(d):  # Go duration of h/m/s parts
+    parts = re.findall(r"([0-9]+(?:\.[0-9]+)?)(h|m|s)", d or "")
+    if not d or "".join(n + u for n, u in parts) != d:
+        errors.append(f"{d!r} is not a Go duration of h, m and s")
+        return 0
+    return sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
+for crt in certs:
+    for e in sorted(validator.iter_errors(crt), key=lambda e: list(e.path)):
+        errors.append(f"{'/'.join(map(str, e.path)) or '(root)'}: {e.message}")
+    if crt.get("apiVersion") != "cert-manager.io/v1":
+        errors.append(f"apiVersion {crt.get('apiVersion')}")
+    spec = crt.get("spec", {})
+    # internal/apis/certmanager/validation/certificate.go (the webhook):
+    if not any(spec.get(k) for k in ("commonName", "dnsNames", "uris", "emailAddresses", "ipAddresses", "otherNames")):
+        errors.append("no commonName, dnsNames, uris, emailAddresses, ipAddresses or otherNames")
+    pk = spec.get("privateKey", {})
+    size = pk.get("size", 0)
+    if pk.get("algorithm") in ("", None, "RSA") and size and not 2048 <= size <= 8192:
+        errors.append(f"RSA size {size}")
+    if pk.get("algorithm") == "ECDSA" and size and size not in (256, 384, 521):
+        errors.append(f"ECDSA size {size}")
+    duration = seconds(spec["duration"]) if "duration" in spec else 90 * 24 * 3600
+    if duration < 3600:
+        errors.append(f"duration {spec.get('duration')} < 1h")
+    if "renewBefore" in spec:
+        rb = seconds(spec["renewBefore"])
+        if rb < 300 or rb >= duration:
+            errors.append(f"renewBefore {spec['renewBefore']} not within [5m, duration)")
+    ref = spec.get("issuerRef", {})
+    if ref.get("group", "cert-manager.io") == "cert-manager.io" and ref.get("kind", "Issuer") not in ("Issuer", "ClusterIssuer"):
+        errors.append(f"issuerRef kind {ref.get('kind')}")
+if errors:
+    print("\n".join(errors))
+    sys.exit(1)
+PY
+}
+
 validate_all() { # validate_all VALUES MINKUBE
   local values="$1" min="$2" v rc=0
   for v in $(kube_minors "$KUBE_MIN" "$KUBE_MAX"); do
@@ -351,7 +577,8 @@ validate_all() { # validate_all VALUES MINKUBE
     render "$values" "$v" "$WORK/k8s-$v.yaml" || { rc=1; continue; }
     # kubernetes-validate ships the core API's schemas only: the
     # prometheus-operator kinds are left out here and checked by
-    # monitoring_is_valid (structure) and promtool (the rules) instead.
+    # monitoring_is_valid (structure) and promtool (the rules) instead, and
+    # cert-manager's Certificate by certificate_is_valid.
     without_crds "$WORK/k8s-$v.yaml" "$WORK/k8s-$v-core.yaml" || { rc=1; continue; }
     kubernetes-validate --strict --quiet --kubernetes-version "$v" "$WORK/k8s-$v-core.yaml" || rc=1
   done
@@ -371,7 +598,60 @@ for values in "${scenarios[@]}"; do
   check "$name: contract" contract_check "$WORK/$name.yaml" "$values"
   check "$name: helm 3 renders the same" same_as_helm3 "$values" "$WORK/$name.yaml"
   check "$name: kubernetes-validate --strict $min..$KUBE_MAX" validate_all "$values" "$min"
+  if grep -q '^kind: Certificate$' "$WORK/$name.yaml"; then
+    check "$name: Certificate against cert-manager's CRD schema and webhook rules" \
+      certificate_is_valid "$WORK/$name.yaml"
+  fi
 done
+[ -f "$WORK/tls-cert-manager.yaml" ] && [ -f "$WORK/authz.yaml" ] \
+  || die "expected the ci/tls-cert-manager and ci/authz scenarios"
+
+# The certificate check must be able to fail: a Certificate cert-manager would
+# refuse (an unknown field, a key size and a renewBefore beyond the duration).
+certificate_check_fails_on_bad_input() {
+  "$PY" - "$WORK/authz.yaml" "$WORK/bad-cert.yaml" <<'PY'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+crt = [d for d in docs if d["kind"] == "Certificate"][0]
+crt["spec"]["privateKey"]["sizeBits"] = 256
+crt["spec"]["renewBefore"] = "9000h"
+yaml.safe_dump(crt, open(sys.argv[2], "w"))
+PY
+  if certificate_is_valid "$WORK/bad-cert.yaml" >"$WORK/bad-cert.out"; then
+    echo "certificate_is_valid accepted:"; cat "$WORK/bad-cert.yaml"; return 1
+  fi
+  grep -q "sizeBits" "$WORK/bad-cert.out" && grep -q "renewBefore" "$WORK/bad-cert.out" \
+    || { echo "not both refusals reported:"; cat "$WORK/bad-cert.out"; return 1; }
+}
+check "the Certificate check refuses an unknown field and a renewBefore beyond the duration" \
+  certificate_check_fails_on_bad_input
+
+# authz.callers is reloaded from its mounted ConfigMap: editing it must change
+# that ConfigMap and nothing of the Deployment (no checksum, so no restart).
+authz_edit_restarts_nothing() {
+  printf 'authz:\n  callers:\n    - identity: spiffe://cluster.local/ns/other/sa/other\n      allow: ["*"]\n' >"$WORK/authz-edit.yaml"
+  helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" --kube-version "$KUBE_MAX.0" \
+    -f "$CHART/ci/authz-values.yaml" -f "$WORK/authz-edit.yaml" >"$WORK/authz-edited.yaml" || return 1
+  "$PY" - "$WORK/authz.yaml" "$WORK/authz-edited.yaml" <<'PY'
+import sys, yaml
+def load(path):
+    return {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(open(path)) if d}
+a, b = load(sys.argv[1]), load(sys.argv[2])
+errors = []
+deps = [k for k in a if k[0] == "Deployment"]
+if len(deps) != 1 or a[deps[0]] != b.get(deps[0]):
+    errors.append("the Deployment changed with authz.callers (a restart on every policy edit)")
+authz = [k for k in a if k[0] == "ConfigMap" and "policy.json" in a[k].get("data", {})]
+if len(authz) != 1 or a[authz[0]] == b.get(authz[0]):
+    errors.append("the authz ConfigMap did not change with authz.callers")
+others = [k for k in a if k[0] == "ConfigMap" and k not in authz]
+if any(a[k] != b.get(k) for k in others):
+    errors.append("the env ConfigMap changed with authz.callers")
+print("\n".join(errors))
+sys.exit(1 if errors else 0)
+PY
+}
+check "authz: editing authz.callers changes its ConfigMap only (no pod restart)" authz_edit_restarts_nothing
 
 check "metrics: ServiceMonitor and PrometheusRule (structure; promtool check rules)" \
   monitoring_is_valid "$WORK/metrics.yaml"

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Polyglot client tests: calls a real portone-facade (started here with
 # --sandbox on a free loopback port) from Python and Node through stubs made
-# from proto/, and decodes its google.rpc error details.
+# from proto/ (every file there), and decodes its google.rpc error details.
+# The tests learn the embedded sandbox's URL (SANDBOX_URL) from the facade's
+# start-up log, to pay orders through it as a buyer would.
 #
 #   scripts/polyglot-test.sh
 #
@@ -40,18 +42,24 @@ command -v node >/dev/null || die "node not found (Node >= 20 is needed)"
 command -v npm >/dev/null || die "npm not found"
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/polyglot-test.XXXXXX")"
-SERVER_PID=""
-cleanup() {
-  local rc=$?
-  if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
+SERVER_PIDS=()
+stop_server() {
+  local pid=$1
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
   fi
-  if [[ $rc -ne 0 && -s "$WORK/server.log" ]]; then
-    log "last lines of the facade's log ($WORK/server.log):"
-    tail -n 40 "$WORK/server.log" >&2 || true
+}
+cleanup() {
+  local rc=$? pid logfile
+  for pid in "${SERVER_PIDS[@]}"; do stop_server "$pid"; done
+  if [[ $rc -ne 0 ]] && compgen -G "$WORK/*.log" >/dev/null; then
+    for logfile in "$WORK"/*.log; do
+      log "last lines of $logfile:"
+      tail -n 40 "$logfile" >&2 || true
+    done
   else
     rm -rf "$WORK"
   fi
@@ -84,24 +92,76 @@ if [[ "$(cat "$NODE_DIR/node_modules/.lock.sha256" 2>/dev/null || true)" != "$LO
   echo "$LOCK_SUM" > "$NODE_DIR/node_modules/.lock.sha256"
 fi
 
-# ---------------------------------------------------------------- the facade
-PORT="$("$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
-export FACADE_ADDR="127.0.0.1:$PORT"
-log "starting $FACADE_BIN --sandbox --listen-addr $FACADE_ADDR"
-RUST_LOG="${RUST_LOG:-info}" "$FACADE_BIN" --sandbox --listen-addr "$FACADE_ADDR" >"$WORK/server.log" 2>&1 &
-SERVER_PID=$!
+# ---------------------------------------------------------------- the facades
+free_port() {
+  "$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
 
-deadline=$((SECONDS + STARTUP_TIMEOUT))
-until "$VENV/bin/python" - "$PORT" <<'EOF' 2>/dev/null
+# start_facade NAME PORT [ENV=value ...]: a --sandbox facade on 127.0.0.1:PORT,
+# its output in $WORK/NAME.log; waits until it accepts connections.
+start_facade() {
+  local name=$1 port=$2 pid rc=0
+  shift 2
+  log "starting $name: $* $FACADE_BIN --sandbox --listen-addr 127.0.0.1:$port"
+  env RUST_LOG="${RUST_LOG:-info}" "$@" "$FACADE_BIN" --sandbox --listen-addr "127.0.0.1:$port" \
+    >"$WORK/$name.log" 2>&1 &
+  pid=$!
+  SERVER_PIDS+=("$pid")
+  local deadline=$((SECONDS + STARTUP_TIMEOUT))
+  until "$VENV/bin/python" - "$port" <<'EOF' 2>/dev/null
 import socket, sys
 socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=0.5).close()
 EOF
-do
-  kill -0 "$SERVER_PID" 2>/dev/null || { wait "$SERVER_PID" || rc=$?; die "the facade exited (status ${rc:-0}) before accepting connections"; }
-  (( SECONDS < deadline )) || die "the facade did not accept connections on $FACADE_ADDR within ${STARTUP_TIMEOUT}s"
-  sleep 0.2
-done
-log "facade is up on $FACADE_ADDR (pid $SERVER_PID)"
+  do
+    kill -0 "$pid" 2>/dev/null || { wait "$pid" || rc=$?; die "$name exited (status $rc) before accepting connections"; }
+    (( SECONDS < deadline )) || die "$name did not accept connections on port $port within ${STARTUP_TIMEOUT}s"
+    sleep 0.2
+  done
+  log "$name is up on 127.0.0.1:$port (pid $pid)"
+}
+
+PORT="$(free_port)"
+export FACADE_ADDR="127.0.0.1:$PORT"
+start_facade facade "$PORT"
+
+# The same facade behind mutual TLS (DESIGN §8), with a CA, a server
+# certificate and two client certificates made now by scripts/dev-certs, and
+# a policy: checkout may call all of PaymentPrepareService, billing only
+# GetPreparedPayment.
+export FACADE_CERTS_DIR="$WORK/certs"
+export FACADE_CHECKOUT_ID="spiffe://cluster.local/ns/checkout/sa/checkout"
+export FACADE_BILLING_ID="billing.payments.svc"
+"$ROOT/scripts/dev-certs" "$FACADE_CERTS_DIR" "$FACADE_CHECKOUT_ID" "$FACADE_BILLING_ID" >&2
+cat >"$WORK/policy.json" <<EOF
+{"callers": [
+  {"identity": "$FACADE_CHECKOUT_ID", "allow": ["portone.facade.v1.PaymentPrepareService/*"]},
+  {"identity": "$FACADE_BILLING_ID", "allow": ["portone.facade.v1.PaymentPrepareService/GetPreparedPayment"]}
+]}
+EOF
+TLS_PORT="$(free_port)"
+export FACADE_TLS_ADDR="127.0.0.1:$TLS_PORT"
+start_facade mtls-facade "$TLS_PORT" \
+  TLS_CERT_FILE="$FACADE_CERTS_DIR/server.crt" TLS_KEY_FILE="$FACADE_CERTS_DIR/server.key" \
+  TLS_CLIENT_CA_FILE="$FACADE_CERTS_DIR/ca.crt" AUTHZ_POLICY_FILE="$WORK/policy.json"
+
+# The embedded sandbox's URL, for the tests that stand in for a buyer
+# (POST $SANDBOX_URL/__sandbox/payments): the facade logs it at start, in
+# the `url` field of its "using the embedded PortOne sandbox" line.
+SANDBOX_URL="$("$VENV/bin/python" - "$WORK/facade.log" <<'EOF'
+import json, sys
+for line in open(sys.argv[1], encoding="utf-8", errors="replace"):
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        continue
+    if str(entry.get("message", "")).startswith("using the embedded PortOne sandbox") and entry.get("url"):
+        print(entry["url"])
+        break
+EOF
+)"
+[[ -n "$SANDBOX_URL" ]] || die "the facade's log has no sandbox url line"
+export SANDBOX_URL
+log "sandbox is at $SANDBOX_URL"
 
 # ---------------------------------------------------------------- tests
 failed=0
@@ -130,7 +190,7 @@ node_rc=0
 (cd "$NODE_DIR" && node --test \
   --test-reporter=spec --test-reporter-destination=stdout \
   --test-reporter=tap --test-reporter-destination="$WORK/node.tap" \
-  test/facade.test.js) || node_rc=$?
+  test/facade.test.js test/mtls.test.js) || node_rc=$?
 node_pass="$(sed -n 's/^# pass \([0-9]\+\)$/\1/p' "$WORK/node.tap" 2>/dev/null | tail -n1)"
 node_fail="$(sed -n 's/^# fail \([0-9]\+\)$/\1/p' "$WORK/node.tap" 2>/dev/null | tail -n1)"
 node_pass="${node_pass:-0}"; node_fail="${node_fail:-0}"
@@ -140,7 +200,9 @@ if [[ "$node_pass" -eq 0 ]]; then log "Node: no test passed"; failed=1; fi
 if [[ $node_rc -ne 0 && "$node_fail" -eq 0 ]]; then node_fail=1; fi
 if [[ $py_rc -ne 0 && "$py_fail" -eq 0 ]]; then py_fail=1; fi
 
-if ! kill -0 "$SERVER_PID" 2>/dev/null; then log "the facade died during the tests"; failed=1; fi
+for pid in "${SERVER_PIDS[@]}"; do
+  if ! kill -0 "$pid" 2>/dev/null; then log "a facade (pid $pid) died during the tests"; failed=1; fi
+done
 
 log "Python: $py_pass passed, $py_fail failed; Node: $node_pass passed, $node_fail failed"
 echo "polyglot: $((py_pass + node_pass)) passed, $((py_fail + node_fail)) failed"

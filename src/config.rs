@@ -73,6 +73,15 @@ pub enum LogFormat {
     Text,
 }
 
+/// Whether the audit trail is written (DESIGN §8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuditLog {
+    /// One JSON line on stdout per API call, whatever `RUST_LOG` says.
+    On,
+    /// No audit lines.
+    Off,
+}
+
 /// Flags and environment of the server.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -135,6 +144,10 @@ pub struct ServeArgs {
     /// address, beside OTLP (off when unset).
     #[arg(long, env = "METRICS_LISTEN_ADDR")]
     pub metrics_listen_addr: Option<SocketAddr>,
+    /// The audit trail: one JSON line on stdout per API call, whatever
+    /// RUST_LOG says; `off` stops it.
+    #[arg(long, env = "AUDIT_LOG", value_enum, default_value = "on")]
+    pub audit_log: AuditLog,
     /// Serve TLS 1.2/1.3 on LISTEN_ADDR with this PEM certificate chain
     /// (leaf first; with TLS_KEY_FILE); plaintext is then refused. Re-read
     /// when it changes.

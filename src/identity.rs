@@ -5,7 +5,10 @@
 //! of a connection; the policy, the audit line and the server span all read
 //! that same value through [`Caller::of`].
 
-use std::{fmt, sync::Arc};
+use std::{
+    fmt,
+    sync::{Arc, LazyLock},
+};
 
 /// The identity of the caller of an RPC: a SPIFFE ID, a DNS name, a
 /// certificate's common name, or [`Caller::ANONYMOUS`]. Cheap to clone.
@@ -22,9 +25,11 @@ impl Caller {
         Caller(identity.into())
     }
 
-    /// The caller without a certificate.
+    /// The caller without a certificate (one shared value: no allocation
+    /// per call).
     pub fn anonymous() -> Caller {
-        Caller(Arc::from(Caller::ANONYMOUS))
+        static ANONYMOUS: LazyLock<Caller> = LazyLock::new(|| Caller(Arc::from(Caller::ANONYMOUS)));
+        ANONYMOUS.clone()
     }
 
     /// The identity as text.

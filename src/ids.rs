@@ -56,17 +56,7 @@ pub struct LinkId(String);
 impl LinkId {
     /// Checks a link id; the error is a description for the caller.
     pub fn parse(text: &str) -> Result<LinkId, &'static str> {
-        if text.is_empty() {
-            return Err("is required");
-        }
-        if text.len() > 64
-            || !text
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        {
-            return Err("must be 1 to 64 characters of A-Z, a-z, 0-9, '_' and '-'");
-        }
-        Ok(LinkId(text.to_owned()))
+        path_safe_id(text).map(|()| LinkId(text.to_owned()))
     }
 
     /// The id as text.
@@ -82,6 +72,52 @@ impl fmt::Debug for LinkId {
 }
 
 impl fmt::Display for LinkId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Checks `^[A-Za-z0-9_-]{1,64}$`: an id that is one URL path segment as it
+/// stands, with no `/`, `.`, `%` or anything else to encode or resolve.
+fn path_safe_id(text: &str) -> Result<(), &'static str> {
+    if text.is_empty() {
+        return Err("is required");
+    }
+    if text.len() > 64
+        || !text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err("must be 1 to 64 characters of A-Z, a-z, 0-9, '_' and '-'");
+    }
+    Ok(())
+}
+
+/// PortOne's payment id (`imp_uid`, e.g. `imp_448280090638`):
+/// `^[A-Za-z0-9_-]{1,64}$`, so it can never steer a request to another
+/// upstream path.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct ImpUid(String);
+
+impl ImpUid {
+    /// Checks a payment id; the error is a description for the caller.
+    pub fn parse(text: &str) -> Result<ImpUid, &'static str> {
+        path_safe_id(text).map(|()| ImpUid(text.to_owned()))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ImpUid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ImpUid({})", self.0)
+    }
+}
+
+impl fmt::Display for ImpUid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
@@ -137,6 +173,23 @@ mod tests {
             assert!(LinkId::parse(bad).is_err(), "{bad:?}");
         }
         assert!(LinkId::parse("4bdf239e_A-z").is_ok());
+    }
+
+    #[test]
+    fn imp_uid_cannot_hold_a_slash_or_dots() {
+        for bad in [
+            "",
+            "imp/1",
+            "..",
+            "imp.1",
+            "imp%2F1",
+            "imp 1",
+            &"i".repeat(65),
+        ] {
+            assert!(ImpUid::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(ImpUid::parse("imp_448280090638").is_ok());
+        assert!(ImpUid::parse(&"i".repeat(64)).is_ok());
     }
 
     #[test]

@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod audit;
 pub mod authz;
 pub mod config;
 pub mod deadline;
@@ -22,6 +23,7 @@ pub mod server;
 pub mod telemetry;
 pub mod tls;
 pub mod validate;
+pub mod verdict;
 pub mod watch;
 
 use std::future::Future;

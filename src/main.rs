@@ -4,6 +4,7 @@ use std::{future::Future, process::ExitCode};
 
 use clap::Parser;
 use portone_facade::{
+    audit::AuditTrail,
     config::{Cli, Command, HealthcheckArgs, SandboxArgs, ServeArgs},
     healthcheck,
     sandbox::{Sandbox, SandboxOptions},
@@ -58,7 +59,11 @@ async fn serve(args: ServeArgs) -> ExitCode {
             }
         }
     }
+    let audit = AuditTrail::install(args.audit_log);
     let code = serve_with(args, shutdown).await;
+    if let Some(audit) = audit {
+        audit.shutdown().await;
+    }
     telemetry.shutdown().await;
     code
 }

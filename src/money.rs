@@ -51,34 +51,7 @@ pub struct Money {
 impl Money {
     /// Parses a caller's decimal string; nothing is trimmed or normalised.
     pub fn parse(text: &str) -> Result<Money, MoneyError> {
-        if text.is_empty() {
-            return Err(MoneyError::Empty);
-        }
-        let (int, frac) = match text.split_once('.') {
-            Some((int, frac)) => (int, Some(frac)),
-            None => (text, None),
-        };
-        let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-        if !all_digits(int) || (int.len() > 1 && int.starts_with('0')) {
-            return Err(MoneyError::Syntax);
-        }
-        let frac = frac.unwrap_or("");
-        if text.contains('.') && (!all_digits(frac) || frac.len() > MAX_FRACTION_DIGITS) {
-            return Err(MoneyError::Syntax);
-        }
-        if int.len() + frac.len() > MAX_DIGITS {
-            return Err(MoneyError::TooManyDigits);
-        }
-        // At most 15 digits, so the value in thousandths stays below 10^18.
-        let mut thousandths: u64 = 0;
-        for b in int.bytes() {
-            thousandths = thousandths * 10 + u64::from(b - b'0');
-        }
-        let mut frac_digits = frac.bytes();
-        for _ in 0..MAX_FRACTION_DIGITS {
-            let digit = frac_digits.next().map_or(0, |b| u64::from(b - b'0'));
-            thousandths = thousandths * 10 + digit;
-        }
+        let thousandths = decimal_thousandths(text)?;
         if thousandths == 0 {
             return Err(MoneyError::Zero);
         }
@@ -101,20 +74,7 @@ impl Money {
     /// string that round-trips (`10000`, not `10000.0`; `19.99`, not
     /// `19.989999…`).
     pub fn from_json_number(number: &serde_json::Number) -> Result<Money, MoneyError> {
-        let text = if let Some(whole) = number.as_u64() {
-            whole.to_string()
-        } else if number.is_i64() {
-            return Err(MoneyError::NotExact);
-        } else {
-            let value = number.as_f64().ok_or(MoneyError::NotExact)?;
-            if !value.is_finite() || value <= 0.0 {
-                return Err(MoneyError::NotExact);
-            }
-            // Rust's float Display is the shortest text that reads back to
-            // the same f64, and it never uses an exponent.
-            value.to_string()
-        };
-        Money::parse(&text).map_err(|_| MoneyError::NotExact)
+        Money::parse(&json_number_text(number)?).map_err(|_| MoneyError::NotExact)
     }
 
     /// The decimal text, exactly as given.
@@ -167,6 +127,114 @@ impl Serialize for Money {
         // The text is a valid JSON number by construction.
         let raw = RawValue::from_string(self.text.clone()).map_err(serde::ser::Error::custom)?;
         raw.serialize(serializer)
+    }
+}
+
+/// The value of a decimal string in thousandths, checking the syntax and the
+/// digit limits of [`Money`] but not that it is above zero.
+fn decimal_thousandths(text: &str) -> Result<u64, MoneyError> {
+    if text.is_empty() {
+        return Err(MoneyError::Empty);
+    }
+    let (int, frac) = match text.split_once('.') {
+        Some((int, frac)) => (int, Some(frac)),
+        None => (text, None),
+    };
+    let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !all_digits(int) || (int.len() > 1 && int.starts_with('0')) {
+        return Err(MoneyError::Syntax);
+    }
+    let frac = frac.unwrap_or("");
+    if text.contains('.') && (!all_digits(frac) || frac.len() > MAX_FRACTION_DIGITS) {
+        return Err(MoneyError::Syntax);
+    }
+    if int.len() + frac.len() > MAX_DIGITS {
+        return Err(MoneyError::TooManyDigits);
+    }
+    // At most 15 digits, so the value in thousandths stays below 10^18.
+    let mut thousandths: u64 = 0;
+    for b in int.bytes() {
+        thousandths = thousandths * 10 + u64::from(b - b'0');
+    }
+    let mut frac_digits = frac.bytes();
+    for _ in 0..MAX_FRACTION_DIGITS {
+        let digit = frac_digits.next().map_or(0, |b| u64::from(b - b'0'));
+        thousandths = thousandths * 10 + digit;
+    }
+    Ok(thousandths)
+}
+
+/// An upstream JSON number as the shortest decimal text that reads back to
+/// it; negative and non-finite numbers are refused.
+fn json_number_text(number: &serde_json::Number) -> Result<String, MoneyError> {
+    if let Some(whole) = number.as_u64() {
+        return Ok(whole.to_string());
+    }
+    if number.is_i64() {
+        return Err(MoneyError::NotExact);
+    }
+    let value = number.as_f64().ok_or(MoneyError::NotExact)?;
+    if !value.is_finite() || value < 0.0 {
+        return Err(MoneyError::NotExact);
+    }
+    // Rust's float Display is the shortest text that reads back to the same
+    // f64, and it never uses an exponent.
+    Ok(value.to_string())
+}
+
+/// An amount PortOne reports on a payment (`amount`, `cancel_amount`): read
+/// like [`Money`] from a JSON number, but zero is a valid value here (nothing
+/// cancelled; a payment of nothing, such as a billing-key registration).
+#[derive(Clone)]
+pub struct Amount {
+    text: String,
+    thousandths: u64,
+}
+
+impl Amount {
+    /// Reads an amount from an upstream JSON number, as the shortest decimal
+    /// string that round-trips; at most 15 digits and 3 fraction digits.
+    pub fn from_json_number(number: &serde_json::Number) -> Result<Amount, MoneyError> {
+        let text = json_number_text(number)?;
+        let thousandths = decimal_thousandths(&text).map_err(|_| MoneyError::NotExact)?;
+        Ok(Amount { text, thousandths })
+    }
+
+    /// The shortest decimal text (`"0"`, `"19.99"`).
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether it is zero.
+    pub fn is_zero(&self) -> bool {
+        self.thousandths == 0
+    }
+}
+
+/// Exact decimal comparison: `19.99` is not `19.98`, `19.9` is `19.90`.
+impl PartialEq<Money> for Amount {
+    fn eq(&self, other: &Money) -> bool {
+        self.thousandths == other.thousandths
+    }
+}
+
+impl PartialEq for Amount {
+    fn eq(&self, other: &Amount) -> bool {
+        self.thousandths == other.thousandths
+    }
+}
+
+impl Eq for Amount {}
+
+impl fmt::Debug for Amount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Amount({})", self.text)
+    }
+}
+
+impl fmt::Display for Amount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
     }
 }
 
@@ -251,5 +319,20 @@ mod tests {
         assert_eq!(read("999999999999999"), Ok("999999999999999".into()));
         assert_eq!(read("-5"), Err(MoneyError::NotExact));
         assert_eq!(read("0"), Err(MoneyError::NotExact));
+    }
+
+    #[test]
+    fn payment_amounts_may_be_zero_and_compare_exactly_with_money() {
+        let read = |json: &str| {
+            let number: serde_json::Number = serde_json::from_str(json).unwrap();
+            Amount::from_json_number(&number)
+        };
+        assert_eq!(read("0").unwrap().as_str(), "0");
+        assert_eq!(read("0.0").unwrap().as_str(), "0");
+        assert!(read("0").unwrap().is_zero());
+        assert_eq!(read("19.99").unwrap(), Money::parse("19.990").unwrap());
+        assert!(read("19.98").unwrap() != Money::parse("19.99").unwrap());
+        assert_eq!(read("-1").err(), Some(MoneyError::NotExact));
+        assert_eq!(read("1.2345").err(), Some(MoneyError::NotExact));
     }
 }

@@ -1,4 +1,4 @@
-//! The gRPC server: the two services beside health and reflection, a guard
+//! The gRPC server: our services beside health and reflection, a guard
 //! layer (deadline, authorization, load limit, in-flight count) in front of
 //! them, HTTP/2 connections (over TLS when configured), a plaintext
 //! health-only listener beside them, and graceful shutdown.
@@ -36,7 +36,8 @@ use tower::Service;
 
 use self::connection::{ConnectionOptions, serve_connection};
 use crate::{
-    api::{LinkApi, PrepareApi},
+    api::{LinkApi, PrepareApi, VerificationApi},
+    audit,
     authz::{Authorizer, PolicySettings},
     deadline::Deadline,
     error::{FacadeError, to_status},
@@ -44,6 +45,7 @@ use crate::{
     pb::{
         self, payment_link_service_server::PaymentLinkServiceServer,
         payment_prepare_service_server::PaymentPrepareServiceServer,
+        payment_verification_service_server::PaymentVerificationServiceServer,
     },
     portone::PortOneClient,
     telemetry::{ActiveRequestsGauge, ServerCall, record_denied, record_shed},
@@ -109,11 +111,18 @@ pub async fn serve(
     health
         .set_serving::<PaymentLinkServiceServer<LinkApi>>()
         .await;
+    health
+        .set_serving::<PaymentVerificationServiceServer<VerificationApi>>()
+        .await;
     let routes = Routes::new(health_service.clone())
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)
         .add_service(
             PaymentPrepareServiceServer::new(PrepareApi::new(client.clone()))
+                .max_decoding_message_size(MAX_REQUEST_BYTES),
+        )
+        .add_service(
+            PaymentVerificationServiceServer::new(VerificationApi::new(client.clone()))
                 .max_decoding_message_size(MAX_REQUEST_BYTES),
         )
         .add_service(
@@ -241,6 +250,9 @@ async fn set_not_serving(health: &HealthReporter) {
         .set_not_serving::<PaymentLinkServiceServer<LinkApi>>()
         .await;
     health
+        .set_not_serving::<PaymentVerificationServiceServer<VerificationApi>>()
+        .await;
+    health
         .set_service_status("", ServingStatus::NotServing)
         .await;
 }
@@ -351,7 +363,7 @@ where
         request.extensions_mut().insert(deadline);
         let is_api = request.uri().path().starts_with(API_PATH_PREFIX);
         // Health and reflection are neither traced, authorized nor limited.
-        let call = is_api.then(|| ServerCall::start(&request));
+        let call = is_api.then(|| Call::start(&mut request));
         if let (true, Some(authz)) = (is_api, &self.authz) {
             let caller = Caller::of(&request);
             let rpc = request.uri().path().trim_start_matches('/');
@@ -387,7 +399,7 @@ where
         // The clone that was polled ready handles this call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let context = call.as_ref().and_then(ServerCall::context);
+        let context = call.as_ref().and_then(|call| call.span.context());
         let response = inner.call(request);
         let answer = async move {
             let _guard = guard;
@@ -409,6 +421,31 @@ where
             Some(context) => Box::pin(answer.with_context(context)),
             None => Box::pin(answer),
         }
+    }
+}
+
+/// What one API call leaves behind: its span and duration metric, and its
+/// audit line (written with `CANCELLED` if the call is dropped unfinished).
+struct Call {
+    span: ServerCall,
+    audit: Option<audit::Entry>,
+}
+
+impl Call {
+    /// Starts both for the call in `request`; the audit record the handler
+    /// fills goes into the request's extensions.
+    fn start<B>(request: &mut Request<B>) -> Call {
+        let span = ServerCall::start(request);
+        let audit = audit::Entry::start(request, span.trace_id());
+        Call { span, audit }
+    }
+
+    /// Records the call's outcome, its gRPC status code.
+    fn finish(self, grpc_status: i32) {
+        if let Some(audit) = self.audit {
+            audit.finish(grpc_status);
+        }
+        self.span.finish(grpc_status);
     }
 }
 

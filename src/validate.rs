@@ -5,7 +5,7 @@ use std::fmt::Display;
 
 use crate::{
     error::{FieldViolation, InvalidRequest},
-    ids::{Currency, LinkId, MerchantUid},
+    ids::{Currency, ImpUid, LinkId, MerchantUid},
     money::Money,
     pb,
     portone::{BuyerInfo, NewPaymentLink, PayMethodInfo, PrepareRequest},
@@ -77,6 +77,42 @@ pub fn link_id(link_id: &str) -> Result<LinkId, InvalidRequest> {
     let mut violations = Violations::default();
     let link_id = violations.check("link_id", LinkId::parse(link_id));
     violations.finish(link_id)
+}
+
+/// `imp_uid` of GetPayment.
+pub fn imp_uid(imp_uid: &str) -> Result<ImpUid, InvalidRequest> {
+    let mut violations = Violations::default();
+    let imp_uid = violations.check("imp_uid", ImpUid::parse(imp_uid));
+    violations.finish(imp_uid)
+}
+
+/// A VerifyPayment request, checked: its `imp_uid`, and its `merchant_uid`
+/// when set.
+#[derive(Debug, Clone)]
+pub struct VerifyRequest {
+    /// The payment to verify.
+    pub imp_uid: ImpUid,
+    /// The order the caller expects it to be for; `None` when not given.
+    pub merchant_uid: Option<MerchantUid>,
+}
+
+/// `imp_uid` and the optional `merchant_uid` of VerifyPayment.
+pub fn verify_request(imp_uid: &str, merchant_uid: &str) -> Result<VerifyRequest, InvalidRequest> {
+    let mut violations = Violations::default();
+    let imp_uid = violations.check("imp_uid", ImpUid::parse(imp_uid));
+    let merchant_uid = match optional(merchant_uid) {
+        None => Some(None),
+        Some(uid) => violations
+            .check("merchant_uid", MerchantUid::parse(uid))
+            .map(Some),
+    };
+    let request = (|| {
+        Some(VerifyRequest {
+            imp_uid: imp_uid?,
+            merchant_uid: merchant_uid?,
+        })
+    })();
+    violations.finish(request)
 }
 
 /// CreatePaymentLink. `default_user_code` is the server's `PORTONE_USER_CODE`;

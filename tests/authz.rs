@@ -260,21 +260,33 @@ async fn a_broken_policy_at_reload_is_ignored_and_the_previous_one_stays_in_forc
     assert_denied(prepare(&channel).await, PREPARE);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn denied_calls_are_counted_by_caller_and_rpc_at_metrics() {
-    let ca = TestCa::new("metric CA");
+/// The binary with `--sandbox`, mutual TLS with certificates of `ca`, and
+/// `policy`; `env` besides.
+fn facade_process(ca: &TestCa, policy: &str, env: &[(&str, &str)]) -> FacadeProc {
     let server = ca.server("server");
-    let policy = ca.path("policy.json");
-    std::fs::write(&policy, policy_for_checkout(&[GET])).unwrap();
+    let file = ca.path("policy.json");
+    std::fs::write(&file, policy).unwrap();
     let mut command = binary();
     command
         .args(["--sandbox", "--listen-addr", "127.0.0.1:0"])
-        .env("METRICS_LISTEN_ADDR", "127.0.0.1:0")
         .env("TLS_CERT_FILE", &server.cert_file)
         .env("TLS_KEY_FILE", &server.key_file)
         .env("TLS_CLIENT_CA_FILE", ca.cert_file())
-        .env("AUTHZ_POLICY_FILE", &policy);
-    let process = FacadeProc::start(command, Output::Logs).unwrap();
+        .env("AUTHZ_POLICY_FILE", &file);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    FacadeProc::start(command, Output::Logs).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn denied_calls_are_counted_by_caller_and_rpc_at_metrics() {
+    let ca = TestCa::new("metric CA");
+    let process = facade_process(
+        &ca,
+        &policy_for_checkout(&[GET]),
+        &[("METRICS_LISTEN_ADDR", "127.0.0.1:0")],
+    );
     let metrics_addr = process
         .startup_lines
         .iter()
@@ -320,4 +332,33 @@ async fn denied_calls_are_counted_by_caller_and_rpc_at_metrics() {
         assert!(series.contains(&label), "{label} missing from {series}");
     }
     assert!(series.ends_with(" 3"), "{series}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_call_writes_its_audit_line_with_the_caller_and_permission_denied() {
+    let ca = TestCa::new("audit CA");
+    let mut process = facade_process(&ca, &policy_for_checkout(&[GET]), &[]);
+    let certificate = ca.client(
+        "checkout",
+        "checkout",
+        &[SanType::URI(CHECKOUT.try_into().unwrap())],
+    );
+    let channel = TlsClient::new(&ca, Some(&certificate)).channel(process.addr);
+    assert_denied(prepare(&channel).await, PREPARE);
+    drop(channel);
+    process.proc.terminate();
+    let status = process.proc.wait_exit(Duration::from_secs(15)).unwrap();
+    assert!(status.success(), "{status}");
+    let audit: Vec<serde_json::Value> = process
+        .proc
+        .lines_to_the_end(Duration::from_secs(10))
+        .unwrap()
+        .iter()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|json| json["event"] == "audit")
+        .collect();
+    assert_eq!(audit.len(), 1, "{audit:#?}");
+    assert_eq!(audit[0]["rpc"], PREPARE);
+    assert_eq!(audit[0]["caller"], CHECKOUT);
+    assert_eq!(audit[0]["code"], "PERMISSION_DENIED");
 }

@@ -1,6 +1,7 @@
 //! A `--sandbox` process driven by a real grpcurl (installed by
 //! `scripts/install-tools.sh`): list, describe, one call of each RPC, the
-//! health check, and an error whose details grpcurl decodes.
+//! health check, an error whose details grpcurl decodes, and the README's
+//! prepare → pay (curl to the sandbox) → verify flow.
 
 mod support;
 
@@ -60,6 +61,21 @@ impl Grpcurl {
         (output.status.success(), text)
     }
 
+    /// The embedded sandbox's URL, from the facade's start-up log line.
+    fn sandbox_url(&self) -> String {
+        self.process
+            .startup_lines
+            .iter()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .find(|line| {
+                line["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("using the embedded PortOne sandbox"))
+            })
+            .and_then(|line| line["url"].as_str().map(str::to_owned))
+            .expect("the facade logs the sandbox's url at start")
+    }
+
     fn call(&self, method: &str, body: &str) -> Value {
         let (ok, text) = self.run(&["-d", body], &[method]);
         assert!(ok, "{method} failed: {text}");
@@ -76,6 +92,7 @@ fn grpcurl_lists_describes_calls_every_rpc_and_checks_health() {
     for service in [
         "portone.facade.v1.PaymentPrepareService",
         "portone.facade.v1.PaymentLinkService",
+        "portone.facade.v1.PaymentVerificationService",
         "grpc.health.v1.Health",
     ] {
         assert!(
@@ -93,6 +110,24 @@ fn grpcurl_lists_describes_calls_every_rpc_and_checks_health() {
     assert!(
         described.contains("POST /payments/prepare"),
         "comments reach callers: {described}"
+    );
+    let (ok, described) = grpcurl.run(
+        &[],
+        &["describe", "portone.facade.v1.PaymentVerificationService"],
+    );
+    assert!(ok, "{described}");
+    for expected in [
+        "rpc GetPayment",
+        "rpc VerifyPayment",
+        "GET /payments/{imp_uid}",
+        "GET /payments/prepare/{merchant_uid}",
+    ] {
+        assert!(described.contains(expected), "{expected}: {described}");
+    }
+    let (ok, described) = grpcurl.run(&[], &["describe", "portone.facade.v1.Verdict"]);
+    assert!(
+        ok && described.contains("VERDICT_AMOUNT_MISMATCH = 4"),
+        "{described}"
     );
     let (ok, described) = grpcurl.run(
         &[],
@@ -144,6 +179,59 @@ fn grpcurl_lists_describes_calls_every_rpc_and_checks_health() {
         r#"{"service":"portone.facade.v1.PaymentLinkService"}"#,
     );
     assert_eq!(health["status"], "SERVING");
+    let health = grpcurl.call(
+        "grpc.health.v1.Health/Check",
+        r#"{"service":"portone.facade.v1.PaymentVerificationService"}"#,
+    );
+    assert_eq!(health["status"], "SERVING");
+}
+
+#[test]
+fn grpcurl_verifies_a_payment_made_in_the_sandbox_and_catches_a_tampered_one() {
+    let grpcurl = Grpcurl::start();
+    let sandbox = grpcurl.sandbox_url();
+    let pay = |body: Value| -> String {
+        let answer: Value = reqwest::blocking::Client::new()
+            .post(format!("{sandbox}/__sandbox/payments"))
+            .json(&body)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .and_then(reqwest::blocking::Response::json)
+            .expect("the sandbox makes the payment");
+        answer["imp_uid"].as_str().expect("imp_uid").to_owned()
+    };
+    for uid in ["grpcurl-verify-1", "grpcurl-verify-2"] {
+        grpcurl.call(
+            "portone.facade.v1.PaymentPrepareService/PreparePayment",
+            &format!(r#"{{"merchant_uid":"{uid}","amount":"19.99","currency":"USD"}}"#),
+        );
+    }
+
+    let paid = pay(serde_json::json!({
+        "merchant_uid": "grpcurl-verify-1", "amount": 19.99, "currency": "USD"
+    }));
+    let verified = grpcurl.call(
+        "portone.facade.v1.PaymentVerificationService/VerifyPayment",
+        &format!(r#"{{"imp_uid":"{paid}","merchant_uid":"grpcurl-verify-1"}}"#),
+    );
+    assert_eq!(verified["verdict"], "VERDICT_VERIFIED", "{verified}");
+    assert_eq!(verified["payment"]["amount"], "19.99");
+    assert_eq!(verified["preparedPayment"]["amount"], "19.99");
+
+    let tampered = pay(serde_json::json!({
+        "merchant_uid": "grpcurl-verify-2", "amount": 1.99, "currency": "USD"
+    }));
+    let caught = grpcurl.call(
+        "portone.facade.v1.PaymentVerificationService/VerifyPayment",
+        &format!(r#"{{"imp_uid":"{tampered}","merchant_uid":"grpcurl-verify-2"}}"#),
+    );
+    assert_eq!(caught["verdict"], "VERDICT_AMOUNT_MISMATCH", "{caught}");
+
+    let read = grpcurl.call(
+        "portone.facade.v1.PaymentVerificationService/GetPayment",
+        &format!(r#"{{"imp_uid":"{paid}"}}"#),
+    );
+    assert_eq!(read["payment"]["status"], "PAYMENT_STATUS_PAID", "{read}");
 }
 
 #[test]

@@ -4,7 +4,7 @@ mod support;
 
 use portone_facade::pb::{
     DisablePaymentLinkRequest, GetPreparedPaymentRequest, PreparePaymentRequest,
-    UpdatePreparedPaymentRequest,
+    UpdatePreparedPaymentRequest, Verdict, VerifyPaymentRequest,
 };
 use serde_json::{Value, json};
 use support::{Facade, link_request, settings};
@@ -345,4 +345,58 @@ async fn a_base_url_with_a_path_prefix_keeps_it() {
         .unwrap()
         .into_inner();
     assert_eq!(read.prepared_payment.unwrap().amount, "70");
+}
+
+#[tokio::test]
+async fn verify_reads_the_payment_then_the_registration_of_its_order_with_a_bearer_token() {
+    let server = portone().await;
+    Mock::given(method("GET"))
+        .and(path("/payments/imp_448280090638"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "code": 0, "message": null,
+            "response": {
+                "imp_uid": "imp_448280090638", "merchant_uid": "주문/1", "amount": 19.99,
+                "cancel_amount": 0, "currency": "USD", "status": "paid", "sandbox": false
+            }
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/payments/prepare/%EC%A3%BC%EB%AC%B8%2F1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "code": 0, "message": null,
+            "response": {"merchant_uid": "주문/1", "amount": 19.99, "currency": "USD"}
+        })))
+        .mount(&server)
+        .await;
+    let facade = Facade::start(settings(&server.uri(), "k", "s")).await;
+    let answer = facade
+        .verification_client()
+        .verify_payment(VerifyPaymentRequest {
+            imp_uid: "imp_448280090638".into(),
+            merchant_uid: "주문/1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.verdict(), Verdict::Verified, "{answer:?}");
+
+    let requests = api_requests(&server).await;
+    let sent: Vec<(&str, &str, Option<&str>)> = requests
+        .iter()
+        .map(|r| (r.method.as_str(), r.url.path(), r.url.query()))
+        .collect();
+    // The payment's own merchant_uid (from PortOne), encoded as one path
+    // segment; no include_sandbox, so a test-channel payment stays unknown.
+    assert_eq!(
+        sent,
+        [
+            ("GET", "/payments/imp_448280090638", None),
+            ("GET", "/payments/prepare/%EC%A3%BC%EB%AC%B8%2F1", None),
+        ]
+    );
+    for request in &requests {
+        assert_eq!(header(request, "authorization"), "Bearer tok-1");
+        assert!(request.body.is_empty(), "a GET has no body");
+    }
 }

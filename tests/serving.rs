@@ -30,6 +30,7 @@ async fn health_is_serving_overall_and_per_service() {
         "",
         "portone.facade.v1.PaymentPrepareService",
         "portone.facade.v1.PaymentLinkService",
+        "portone.facade.v1.PaymentVerificationService",
     ] {
         assert_eq!(
             health(&facade, service).await.unwrap(),
@@ -71,6 +72,7 @@ async fn reflection_v1_lists_the_services_and_knows_the_error_details() {
     for expected in [
         "portone.facade.v1.PaymentPrepareService",
         "portone.facade.v1.PaymentLinkService",
+        "portone.facade.v1.PaymentVerificationService",
         "grpc.health.v1.Health",
     ] {
         assert!(
@@ -195,6 +197,21 @@ async fn during_the_shutdown_delay_health_is_not_serving_and_new_calls_are_still
         .into_inner()
         .status();
     assert_eq!(status, ServingStatus::NotServing);
+    for service in [
+        "portone.facade.v1.PaymentPrepareService",
+        "portone.facade.v1.PaymentLinkService",
+        "portone.facade.v1.PaymentVerificationService",
+    ] {
+        let status = HealthClient::new(channel.clone())
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status();
+        assert_eq!(status, ServingStatus::NotServing, "{service}");
+    }
     let answer =
         portone_facade::pb::payment_prepare_service_client::PaymentPrepareServiceClient::new(
             channel,

@@ -10,9 +10,10 @@ use std::{collections::BTreeMap, time::Duration};
 use opentelemetry_proto::tonic::trace::v1::{Span, span::SpanKind, status::StatusCode};
 use portone_facade::{
     pb::{
-        GetPreparedPaymentRequest, PreparePaymentRequest,
+        GetPaymentRequest, GetPreparedPaymentRequest, PreparePaymentRequest, VerifyPaymentRequest,
         payment_link_service_client::PaymentLinkServiceClient,
         payment_prepare_service_client::PaymentPrepareServiceClient,
+        payment_verification_service_client::PaymentVerificationServiceClient,
     },
     sandbox::{Endpoint, Fault, Sandbox},
 };
@@ -512,7 +513,8 @@ async fn json_logs_carry_the_trace_and_span_ids() {
     let joined: Vec<serde_json::Value> = logs
         .iter()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|line| line["trace_id"] == CALLER_TRACE_ID)
+        // The audit line (DESIGN §8) carries the trace id alone.
+        .filter(|line| line["trace_id"] == CALLER_TRACE_ID && line["event"] != "audit")
         .collect();
     assert!(
         !joined.is_empty(),
@@ -587,4 +589,150 @@ async fn span_exports_refused_as_unavailable_are_retried_and_lose_no_span() {
             expected.iter().all(|name| !named(spans, name).is_empty())
         })
         .await;
+}
+
+const VERIFY_SPAN: &str = "portone.facade.v1.PaymentVerificationService/VerifyPayment";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verification_is_one_server_span_with_the_payments_merchant_uid_over_both_reads() {
+    let sandbox = Sandbox::start(Default::default()).await.unwrap();
+    let receiver = OtlpReceiver::start(Keep::Everything).unwrap();
+    let process = facade(&sandbox, &receiver, &[]);
+    let channel = channel(&process);
+    PaymentPrepareServiceClient::new(channel.clone())
+        .prepare_payment(prepare("traced-verify"))
+        .await
+        .unwrap();
+    let imp_uid = support::sandbox_payment(
+        &sandbox.url(),
+        serde_json::json!({"merchant_uid": "traced-verify", "amount": 1000, "currency": "KRW"}),
+    )
+    .await;
+    // No merchant_uid in the request: the span gets the payment's.
+    PaymentVerificationServiceClient::new(channel)
+        .verify_payment(with_traceparent(VerifyPaymentRequest {
+            imp_uid,
+            merchant_uid: String::new(),
+        }))
+        .await
+        .unwrap();
+
+    let reads = [
+        "GET /payments/{imp_uid}",
+        "GET /payments/prepare/{merchant_uid}",
+    ];
+    let spans = receiver
+        .wait_for_spans(WAIT, |spans| {
+            !named(spans, VERIFY_SPAN).is_empty()
+                && reads.iter().all(|read| !named(spans, read).is_empty())
+        })
+        .await;
+    let server = named(&spans, VERIFY_SPAN)[0];
+    assert_eq!(kind(server), SpanKind::Server);
+    assert_eq!(hex(&server.trace_id), CALLER_TRACE_ID);
+    for (key, value) in [
+        (
+            "rpc.service",
+            "portone.facade.v1.PaymentVerificationService",
+        ),
+        ("rpc.method", "VerifyPayment"),
+        ("rpc.grpc.status_code", "0"),
+        ("merchant_uid", "traced-verify"),
+    ] {
+        assert_eq!(
+            attribute(server, key).as_deref(),
+            Some(value),
+            "{key} on {server:#?}"
+        );
+    }
+    for read in reads {
+        let client = named(&spans, read);
+        assert_eq!(client.len(), 1, "{read}");
+        assert_eq!(kind(client[0]), SpanKind::Client);
+        assert_eq!(client[0].parent_span_id, server.span_id, "{read}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payments_buyer_and_card_details_appear_in_no_log_or_span_even_at_trace_level() {
+    let sandbox = Sandbox::start(Default::default()).await.unwrap();
+    let receiver = OtlpReceiver::start(Keep::Everything).unwrap();
+    let process = facade(&sandbox, &receiver, &[("RUST_LOG", "trace")]);
+    let imp_uid = support::sandbox_payment(
+        &sandbox.url(),
+        serde_json::json!({"merchant_uid": "private-payment", "amount": 1000}),
+    )
+    .await;
+    // What the sandbox tells the facade about the buyer and the card.
+    let token = support::portone::get_token(
+        &reqwest::Client::new(),
+        &sandbox.url(),
+        sandbox.imp_key(),
+        sandbox.imp_secret(),
+        WAIT,
+    )
+    .await
+    .unwrap();
+    let portone_says: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/payments/{imp_uid}", sandbox.url()))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let private: Vec<String> = [
+        "buyer_name",
+        "buyer_tel",
+        "buyer_email",
+        "buyer_addr",
+        "buyer_postcode",
+        "card_number",
+        "apply_num",
+    ]
+    .iter()
+    .map(|field| {
+        portone_says["response"][field]
+            .as_str()
+            .unwrap_or_else(|| panic!("the sandbox sends {field}: {portone_says}"))
+            .to_owned()
+    })
+    .collect();
+
+    let mut client = PaymentVerificationServiceClient::new(channel(&process));
+    client
+        .get_payment(GetPaymentRequest {
+            imp_uid: imp_uid.clone(),
+        })
+        .await
+        .unwrap();
+    client
+        .verify_payment(VerifyPaymentRequest {
+            imp_uid,
+            merchant_uid: "private-payment".into(),
+        })
+        .await
+        .unwrap();
+
+    let spans = receiver
+        .wait_for_spans(WAIT, |spans| !named(spans, VERIFY_SPAN).is_empty())
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let logs = process.proc.drain_lines().join("\n");
+    assert!(
+        logs.lines().count() > 20,
+        "trace level logs were captured: {logs}"
+    );
+    let exported = format!("{spans:?}");
+    for detail in &private {
+        assert!(
+            !logs.contains(detail.as_str()),
+            "{detail:?} appears in the logs"
+        );
+        assert!(
+            !exported.contains(detail.as_str()),
+            "{detail:?} appears in the exported spans"
+        );
+    }
 }

@@ -6,6 +6,7 @@ use tonic::{Request, Response, Status};
 
 use super::deadline_of;
 use crate::{
+    audit::AuditRecord,
     error::FacadeError,
     pb::{self, payment_link_service_server::PaymentLinkService},
     portone::PortOneClient,
@@ -50,11 +51,18 @@ impl PaymentLinkService for LinkApi {
             now_unix(),
         )?;
         telemetry::record_merchant_uid(link.merchant_uid.as_str());
+        let audit = AuditRecord::of(&request);
+        audit.note(|line| {
+            line.merchant_uid = Some(link.merchant_uid.as_str().to_owned());
+            line.amount = Some(link.amount.to_string());
+            line.currency = Some(link.currency.as_str().to_owned());
+        });
         let created = self
             .client
             .create_link(&link, deadline)
             .await
             .map_err(FacadeError::from)?;
+        audit.note(|line| line.link_id = Some(created.link_id.as_str().to_owned()));
         Ok(Response::new(pb::CreatePaymentLinkResponse {
             url: created.url,
             link_id: created.link_id.as_str().to_owned(),
@@ -71,6 +79,7 @@ impl PaymentLinkService for LinkApi {
     ) -> Result<Response<pb::DisablePaymentLinkResponse>, Status> {
         let deadline = deadline_of(&request);
         let link_id = validate::link_id(&request.get_ref().link_id)?;
+        AuditRecord::of(&request).note(|line| line.link_id = Some(link_id.as_str().to_owned()));
         self.client
             .disable_link(&link_id, deadline)
             .await

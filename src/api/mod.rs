@@ -2,9 +2,11 @@
 
 mod link;
 mod prepare;
+mod verification;
 
 pub use link::LinkApi;
 pub use prepare::PrepareApi;
+pub use verification::VerificationApi;
 
 use crate::{deadline::Deadline, pb, portone::Prepared};
 

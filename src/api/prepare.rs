@@ -4,6 +4,7 @@ use tonic::{Request, Response, Status};
 
 use super::deadline_of;
 use crate::{
+    audit::AuditRecord,
     deadline::Deadline,
     error::{FacadeError, RegisteredDifferently},
     pb::{self, payment_prepare_service_server::PaymentPrepareService},
@@ -61,10 +62,12 @@ impl PaymentPrepareService for PrepareApi {
         request: Request<pb::PreparePaymentRequest>,
     ) -> Result<Response<pb::PreparePaymentResponse>, Status> {
         let deadline = deadline_of(&request);
+        let audit = AuditRecord::of(&request);
         let request = request.into_inner();
         let request =
             validate::prepare_request(&request.merchant_uid, &request.amount, &request.currency)?;
         telemetry::record_merchant_uid(request.merchant_uid.as_str());
+        audit_prepare(&audit, &request);
         let response = match self.client.prepare(&request, deadline).await {
             Ok(prepared) => pb::PreparePaymentResponse {
                 prepared_payment: Some(prepared.into()),
@@ -85,6 +88,9 @@ impl PaymentPrepareService for PrepareApi {
         let deadline = deadline_of(&request);
         let merchant_uid = validate::merchant_uid(&request.get_ref().merchant_uid)?;
         telemetry::record_merchant_uid(merchant_uid.as_str());
+        AuditRecord::of(&request).note(|line| {
+            line.merchant_uid = Some(merchant_uid.as_str().to_owned());
+        });
         let prepared = self
             .client
             .get_prepared(&merchant_uid, deadline)
@@ -100,10 +106,12 @@ impl PaymentPrepareService for PrepareApi {
         request: Request<pb::UpdatePreparedPaymentRequest>,
     ) -> Result<Response<pb::UpdatePreparedPaymentResponse>, Status> {
         let deadline = deadline_of(&request);
+        let audit = AuditRecord::of(&request);
         let request = request.into_inner();
         let request =
             validate::prepare_request(&request.merchant_uid, &request.amount, &request.currency)?;
         telemetry::record_merchant_uid(request.merchant_uid.as_str());
+        audit_prepare(&audit, &request);
         let prepared = self
             .client
             .update_prepared(&request, deadline)
@@ -113,4 +121,14 @@ impl PaymentPrepareService for PrepareApi {
             prepared_payment: Some(prepared.into()),
         }))
     }
+}
+
+/// The audit fields of a registration or a change: the validated order id,
+/// amount and currency.
+fn audit_prepare(audit: &AuditRecord, request: &PrepareRequest) {
+    audit.note(|line| {
+        line.merchant_uid = Some(request.merchant_uid.as_str().to_owned());
+        line.amount = Some(request.amount.as_str().to_owned());
+        line.currency = request.currency.as_ref().map(|c| c.as_str().to_owned());
+    });
 }

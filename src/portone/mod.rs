@@ -13,4 +13,7 @@ mod wire;
 
 pub use client::{ClientBuildError, ClientConfig, PortOneClient};
 pub use error::{UpstreamError, UpstreamErrorKind};
-pub use model::{BuyerInfo, CreatedLink, NewPaymentLink, PayMethodInfo, PrepareRequest, Prepared};
+pub use model::{
+    BuyerInfo, CreatedLink, NewPaymentLink, PayMethodInfo, Payment, PrepareRequest, Prepared,
+    STATUS_PAID,
+};

@@ -5,7 +5,7 @@ use std::fmt;
 
 use crate::{
     ids::{Currency, LinkId, MerchantUid},
-    money::Money,
+    money::{Amount, Money},
 };
 
 /// A registration to send with `POST` or `PUT /payments/prepare`.
@@ -29,6 +29,39 @@ pub struct Prepared {
     /// The registered currency; `None` when PortOne has none.
     pub currency: Option<String>,
 }
+
+/// A payment as PortOne holds it (`GET /payments/{imp_uid}`), without the
+/// buyer and card fields, which are never read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payment {
+    /// PortOne's payment id.
+    pub imp_uid: String,
+    /// The order id the payment was made for.
+    pub merchant_uid: String,
+    /// The amount paid.
+    pub amount: Amount,
+    /// The amount cancelled so far.
+    pub cancel_amount: Amount,
+    /// The currency code as PortOne sent it; empty when it sent none.
+    pub currency: String,
+    /// PortOne's `status`, verbatim (`ready`, `paid`, `failed`, `cancelled`).
+    pub status: String,
+    /// Pay method code; empty when PortOne sent none.
+    pub pay_method: String,
+    /// PG code; empty when PortOne sent none.
+    pub pg_provider: String,
+    /// Name of the goods; empty when PortOne sent none.
+    pub name: String,
+    /// When it was paid, in Unix seconds; `None` for PortOne's 0 (not paid).
+    pub paid_at: Option<i64>,
+    /// Made on one of PortOne's test channels.
+    pub sandbox: bool,
+    /// Sales slip URL; empty when there is none.
+    pub receipt_url: String,
+}
+
+/// PortOne's `status` of a payment whose money was taken.
+pub const STATUS_PAID: &str = "paid";
 
 /// The buyer of a payment link. Personal data: never logged.
 #[derive(Clone, Default)]

@@ -58,6 +58,34 @@ pub(crate) struct PreparedData {
     pub currency: Option<String>,
 }
 
+/// `response` of `GET /payments/{imp_uid}` (PortOne's `PaymentAnnotation`),
+/// only the fields the facade passes on. The buyer fields (`buyer_*`), card
+/// data (`card_number`, …), `custom_data` and the rest are not even
+/// deserialized: serde skips what a struct does not name, so personal data
+/// never reaches the facade's memory as a value.
+#[derive(Deserialize)]
+pub(crate) struct PaymentData {
+    pub imp_uid: String,
+    pub merchant_uid: String,
+    pub amount: serde_json::Number,
+    pub cancel_amount: serde_json::Number,
+    #[serde(default)]
+    pub currency: Option<String>,
+    pub status: String,
+    #[serde(default)]
+    pub pay_method: Option<String>,
+    #[serde(default)]
+    pub pg_provider: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub paid_at: Option<i64>,
+    #[serde(default)]
+    pub sandbox: Option<bool>,
+    #[serde(default)]
+    pub receipt_url: Option<String>,
+}
+
 /// Link creation body: `payment_info` is itself JSON, as a string.
 #[derive(Serialize)]
 pub(crate) struct LinkBody {

@@ -36,9 +36,11 @@ pub enum Endpoint {
     CreateLink,
     /// `PUT /api/supplements/v1/link/payment/{id}`.
     DisableLink,
+    /// `GET /payments/{imp_uid}`.
+    GetPayment,
 }
 
-const ENDPOINTS: usize = 6;
+const ENDPOINTS: usize = 7;
 
 impl Endpoint {
     fn of(method: &Method, path: &str) -> Option<Endpoint> {
@@ -48,6 +50,12 @@ impl Endpoint {
             (&Method::POST, "/payments/prepare") => Endpoint::PreparePayment,
             (&Method::PUT, "/payments/prepare") => Endpoint::UpdatePrepared,
             (&Method::GET, p) if p.starts_with("/payments/prepare/") => Endpoint::GetPrepared,
+            (&Method::GET, p)
+                if p.strip_prefix("/payments/")
+                    .is_some_and(|id| !id.is_empty() && !id.contains('/')) =>
+            {
+                Endpoint::GetPayment
+            }
             (&Method::POST, LINK) => Endpoint::CreateLink,
             (&Method::PUT, p) if p.starts_with(LINK) && p.len() > LINK.len() => {
                 Endpoint::DisableLink
@@ -68,6 +76,7 @@ impl Endpoint {
         Endpoint::UpdatePrepared,
         Endpoint::CreateLink,
         Endpoint::DisableLink,
+        Endpoint::GetPayment,
     ];
 
     /// A stable name, used by `GET /__sandbox/stats`.
@@ -79,6 +88,7 @@ impl Endpoint {
             Endpoint::UpdatePrepared => "update_prepared",
             Endpoint::CreateLink => "create_link",
             Endpoint::DisableLink => "disable_link",
+            Endpoint::GetPayment => "get_payment",
         }
     }
 }

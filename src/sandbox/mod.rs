@@ -1,14 +1,17 @@
 //! An embedded PortOne V1 emulator that behaves as `shared/portone/UPSTREAM.md`
 //! describes: getToken with expiry, the prepare endpoints with PortOne's
-//! statuses, envelopes and Korean messages, payment links, `Authorization`
-//! checking, and a handle for tests to inject faults and count calls.
+//! statuses, envelopes and Korean messages, payment links, payments
+//! (`GET /payments/{imp_uid}`, made through `POST /__sandbox/payments` or a
+//! link's `POST {shortenedUrl}/pay` by a caller standing in for the buyer),
+//! `Authorization` checking, and a handle for tests to inject faults and
+//! count calls.
 //!
 //! The facade knows it only as an upstream URL.
 //!
 //! Its modules depend one way: `options` and `faults` (endpoints, queued
-//! faults, call counts) use no other; `state` (tokens, registrations, links)
-//! holds both; `routes` answers from `state`; this module puts a `faults`
-//! service in front of the routes on each connection.
+//! faults, call counts) use no other; `state` (tokens, registrations, links,
+//! payments) holds both; `routes` answers from `state`; this module puts a
+//! `faults` service in front of the routes on each connection.
 
 mod faults;
 mod options;

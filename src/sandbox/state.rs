@@ -1,4 +1,4 @@
-//! What the emulator remembers: tokens, registrations, links.
+//! What the emulator remembers: tokens, registrations, links, payments.
 
 use std::{
     collections::HashMap,
@@ -24,6 +24,21 @@ pub struct LinkRecord {
     pub expired_at: i64,
     /// Whether it has been disabled.
     pub disabled: bool,
+    /// The `imp_uid` of the payment made through it (`POST {url}/pay`).
+    pub paid_with: Option<String>,
+}
+
+/// A payment, as a buyer standing in made it (`POST /__sandbox/payments`
+/// or a link's `/pay`).
+#[derive(Debug, Clone)]
+pub(crate) struct PaymentRecord {
+    pub merchant_uid: String,
+    pub amount: serde_json::Number,
+    pub currency: String,
+    /// `ready`, `paid`, `failed` or `cancelled`.
+    pub status: String,
+    /// Unix seconds of the payment's making.
+    pub at: i64,
 }
 
 #[derive(Default)]
@@ -32,6 +47,22 @@ pub(crate) struct Store {
     pub tokens: HashMap<String, i64>,
     pub prepared: HashMap<String, PreparedRecord>,
     pub links: HashMap<String, LinkRecord>,
+    /// imp_uid → payment.
+    pub payments: HashMap<String, PaymentRecord>,
+}
+
+impl Store {
+    /// Keeps `payment` under a new `imp_uid` (`imp_` and 12 digits, as
+    /// PortOne's), which it returns.
+    pub fn add_payment(&mut self, payment: PaymentRecord) -> String {
+        loop {
+            let imp_uid = format!("imp_{:012}", fastrand::u64(..1_000_000_000_000));
+            if !self.payments.contains_key(&imp_uid) {
+                self.payments.insert(imp_uid.clone(), payment);
+                return imp_uid;
+            }
+        }
+    }
 }
 
 pub(crate) struct State {
@@ -70,6 +101,11 @@ impl State {
 
     pub fn link(&self, id: &str) -> Option<LinkRecord> {
         self.store().links.get(id).cloned()
+    }
+
+    /// Keeps `payment` under a new `imp_uid`, which it returns.
+    pub fn add_payment(&self, payment: PaymentRecord) -> String {
+        self.store().add_payment(payment)
     }
 
     /// PortOne's rule: the same token until it expires; asked within its last

@@ -9,7 +9,7 @@ use std::sync::{
 
 use opentelemetry::{
     KeyValue, global,
-    metrics::{Counter, Histogram, ObservableUpDownCounter},
+    metrics::{Counter, Histogram, ObservableCounter, ObservableUpDownCounter},
 };
 
 use super::spans::split_rpc;
@@ -187,5 +187,27 @@ impl ActiveRequestsGauge {
             })
             .build();
         ActiveRequestsGauge { _gauge: gauge }
+    }
+}
+
+/// `portone.audit.dropped`: audit lines dropped because stdout was slower
+/// than the calls, read from the audit writer's own count at each export
+/// (nothing is recorded per call). Keep it alive for as long as the trail
+/// runs.
+pub(crate) struct DroppedAuditLines {
+    _counter: ObservableCounter<u64>,
+}
+
+impl DroppedAuditLines {
+    /// Observes `dropped()` at every export.
+    pub(crate) fn observe(dropped: impl Fn() -> u64 + Send + Sync + 'static) -> DroppedAuditLines {
+        let counter = global::meter("portone-facade")
+            .u64_observable_counter("portone.audit.dropped")
+            .with_description(
+                "Audit lines dropped because stdout was slower than the calls (each gap is also marked in the trail)",
+            )
+            .with_callback(move |observer| observer.observe(dropped(), &[]))
+            .build();
+        DroppedAuditLines { _counter: counter }
     }
 }

@@ -15,7 +15,7 @@ use http::{HeaderMap, Method};
 use opentelemetry::{
     Context, KeyValue,
     propagation::{TextMapCompositePropagator, TextMapPropagator},
-    trace::{FutureExt as _, Span as _, SpanKind, Status, TraceContextExt, Tracer as _},
+    trace::{FutureExt as _, Span as _, SpanKind, Status, TraceContextExt, TraceId, Tracer as _},
 };
 use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 use opentelemetry_sdk::{
@@ -44,8 +44,8 @@ fn tracer() -> Option<&'static SdkTracer> {
 /// UNAVAILABLE, DATA_LOSS.
 const SERVER_ERROR_CODES: [i32; 6] = [2, 4, 12, 13, 14, 15];
 
-/// The name of a gRPC status code, for `error.type`.
-fn code_name(code: i32) -> &'static str {
+/// The name of a gRPC status code, for `error.type` and the audit line.
+pub(crate) fn code_name(code: i32) -> &'static str {
     match code {
         0 => "OK",
         1 => "CANCELLED",
@@ -131,6 +131,17 @@ impl ServerCall {
             started: Instant::now(),
             path,
         }
+    }
+
+    /// The trace id of the call's span, as the log lines carry it: the
+    /// caller's when it sent a `traceparent`, sampled or not; none when
+    /// tracing is off.
+    pub(crate) fn trace_id(&self) -> Option<TraceId> {
+        self.context.as_ref().and_then(|context| {
+            let span = context.span();
+            let span_context = span.span_context();
+            span_context.is_valid().then(|| span_context.trace_id())
+        })
     }
 
     /// The context to poll the call in (its span is the current one there),

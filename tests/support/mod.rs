@@ -25,6 +25,7 @@ use portone_facade::{
     pb::{
         payment_link_service_client::PaymentLinkServiceClient,
         payment_prepare_service_client::PaymentPrepareServiceClient,
+        payment_verification_service_client::PaymentVerificationServiceClient,
     },
     sandbox::{Sandbox, SandboxOptions},
     secret::SecretString,
@@ -107,6 +108,10 @@ impl Facade {
 
     pub fn link_client(&self) -> PaymentLinkServiceClient<Channel> {
         PaymentLinkServiceClient::new(self.channel())
+    }
+
+    pub fn verification_client(&self) -> PaymentVerificationServiceClient<Channel> {
+        PaymentVerificationServiceClient::new(self.channel())
     }
 
     /// Starts the shutdown and waits (bounded) for the server to return.
@@ -255,4 +260,23 @@ pub async fn unknown_reads_are_answered_in_time(addr: SocketAddr, prefix: &str) 
         let status = client.get_prepared_payment(request).await.unwrap_err();
         assert_eq!(status.code(), Code::NotFound, "{status:?}");
     }
+}
+
+/// `POST {sandbox_url}/__sandbox/payments` with `body` (a buyer standing in
+/// paid): the new payment's `imp_uid`.
+pub async fn sandbox_payment(sandbox_url: &str, body: serde_json::Value) -> String {
+    let answer = reqwest::Client::new()
+        .post(format!("{sandbox_url}/__sandbox/payments"))
+        .json(&body)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .expect("the sandbox answers");
+    let status = answer.status();
+    let json: serde_json::Value = answer.json().await.expect("a JSON answer");
+    assert!(status.is_success(), "{status}: {json}");
+    json["imp_uid"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no imp_uid in {json}"))
+        .to_owned()
 }

@@ -12,9 +12,9 @@
 
 use std::{
     io::{BufRead, BufReader, Read},
-    net::SocketAddr,
+    net::{SocketAddr, TcpListener, TcpStream},
     os::unix::process::CommandExt,
-    process::{Child, Command, ExitStatus, Stdio},
+    process::{Child, ChildStdout, Command, ExitStatus, Stdio},
     sync::mpsc,
     thread,
     time::{Duration, Instant},
@@ -59,15 +59,26 @@ pub enum Output {
     /// read, so the child never blocks on a full pipe, and dropped); stderr
     /// passes through to this process's own (the bench).
     Stdout,
+    /// Stdout left unread in its pipe, which fills, until
+    /// [`Proc::release_stdout`]; then read as for `Logs`. Stderr as for `Logs`.
+    Unread,
 }
 
 impl Output {
     fn kept_lines(self) -> usize {
         match self {
-            Output::Logs => usize::MAX,
+            Output::Logs | Output::Unread => usize::MAX,
             Output::Stdout => 10_000,
         }
     }
+}
+
+/// A loopback address with a port free a moment ago, for a child whose logs
+/// are too quiet to say where it listens.
+pub fn free_loopback_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free loopback port")
 }
 
 /// A child process whose output is read line by line; killed on drop.
@@ -76,6 +87,8 @@ pub struct Proc {
     watchdog: Option<Child>,
     name: String,
     lines: mpsc::Receiver<String>,
+    /// Stdout and a sender for its lines, while [`Output::Unread`] holds it.
+    unread: Option<(ChildStdout, mpsc::Sender<String>)>,
 }
 
 /// Kills `$2` (the child) once `$1` (its parent) is gone or a zombie; ends
@@ -123,7 +136,7 @@ impl Proc {
     pub fn spawn(mut command: Command, name: &str, output: Output) -> Result<Proc, String> {
         command.stdin(Stdio::null()).stdout(Stdio::piped());
         match output {
-            Output::Logs => command.stderr(Stdio::piped()),
+            Output::Logs | Output::Unread => command.stderr(Stdio::piped()),
             Output::Stdout => command.stderr(Stdio::inherit()),
         };
         // SAFETY: between fork and exec the closure makes one
@@ -145,6 +158,10 @@ impl Proc {
             .map_err(|error| format!("cannot start {name} ({BINARY}): {error}"))?;
         let (sender, lines) = mpsc::channel();
         let mut readers = Ok(());
+        let mut unread = None;
+        if let Output::Unread = output {
+            unread = child.stdout.take().map(|stdout| (stdout, sender.clone()));
+        }
         if let Some(stdout) = child.stdout.take() {
             readers = read_lines(
                 format!("{name}-stdout"),
@@ -174,7 +191,39 @@ impl Proc {
             watchdog,
             name: name.to_owned(),
             lines,
+            unread,
         })
+    }
+
+    /// Starts reading the stdout that [`Output::Unread`] held.
+    pub fn release_stdout(&mut self) -> Result<(), String> {
+        let Some((stdout, sender)) = self.unread.take() else {
+            return Err(format!("{}: stdout is not held", self.name));
+        };
+        read_lines(format!("{}-stdout", self.name), stdout, sender, usize::MAX)
+            .map_err(|error| format!("{}: cannot start the stdout reader: {error}", self.name))
+    }
+
+    /// Every line not read yet, up to the end of the output (the process
+    /// has exited and both streams were read to their end), waiting at most
+    /// `limit` for it.
+    pub fn lines_to_the_end(&self, limit: Duration) -> Result<Vec<String>, String> {
+        let deadline = Instant::now() + limit;
+        let mut lines = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => lines.push(line),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(lines),
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    return Err(format!(
+                        "{}: the output did not end within {limit:?} ({} lines read)",
+                        self.name,
+                        lines.len()
+                    ));
+                }
+            }
+        }
     }
 
     /// The process id.
@@ -336,6 +385,39 @@ impl FacadeProc {
             spawned_at,
             listening_after,
             startup_lines,
+        })
+    }
+
+    /// Starts `command` on a free loopback port (it sets `LISTEN_ADDR`) and
+    /// waits until the port takes connections: for a facade whose log level
+    /// hides the `listening` line. Its output is left unread for the test.
+    pub fn start_quietly(mut command: Command, output: Output) -> Result<FacadeProc, String> {
+        let addr = free_loopback_addr();
+        command.env("LISTEN_ADDR", addr.to_string());
+        let spawned_at = Instant::now();
+        let mut proc = Proc::spawn(command, "facade", output)?;
+        loop {
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                break;
+            }
+            if let Ok(Some(status)) = proc.child.try_wait() {
+                return Err(format!(
+                    "facade exited before it listened on {addr}: {status}"
+                ));
+            }
+            if spawned_at.elapsed() > START_LIMIT {
+                return Err(format!(
+                    "facade: {addr} took no connection within {START_LIMIT:?}"
+                ));
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        Ok(FacadeProc {
+            proc,
+            addr,
+            spawned_at,
+            listening_after: spawned_at.elapsed(),
+            startup_lines: Vec::new(),
         })
     }
 

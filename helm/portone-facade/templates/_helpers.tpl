@@ -112,7 +112,13 @@ imp_key imp_secret
 {{- if has (upper $name) (list "PORTONE_IMP_KEY" "PORTONE_IMP_SECRET" "PORTONE_IMP_KEY_FILE" "PORTONE_IMP_SECRET_FILE") }}
 {{- fail (printf "extraEnv: %s may not be set here; credentials come from portone.existingSecret or portone.impKey/impSecret" $name) }}
 {{- end }}
+{{- /* Set behind the chart's back, these would turn TLS on without the health
+listener, the probes' port and the mounts that go with it. */}}
+{{- if has (upper $name) (list "TLS_CERT_FILE" "TLS_KEY_FILE" "TLS_CLIENT_CA_FILE" "AUTHZ_POLICY_FILE" "HEALTH_LISTEN_ADDR") }}
+{{- fail (printf "extraEnv: %s may not be set here; use tls.*, authz.callers and health.port" $name) }}
 {{- end }}
+{{- end }}
+{{- include "portone-facade.validateTls" . }}
 {{- $stopping := add .Values.config.shutdownGraceSeconds .Values.config.shutdownDelaySeconds .Values.lifecycle.preStopSleepSeconds }}
 {{- if and (not (kindIs "invalid" .Values.terminationGracePeriodSeconds)) (le (int .Values.terminationGracePeriodSeconds) (int $stopping)) }}
 {{- fail (printf "terminationGracePeriodSeconds (%v) must exceed lifecycle.preStopSleepSeconds + config.shutdownDelaySeconds + config.shutdownGraceSeconds (%v)" .Values.terminationGracePeriodSeconds $stopping) }}
@@ -126,6 +132,116 @@ imp_key imp_secret
 {{- if and .Values.autoscaling.enabled (gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) }}
 {{- fail "autoscaling: minReplicas must not exceed maxReplicas" }}
 {{- end }}
+{{- end }}
+
+{{/*
+TLS, mutual TLS and authorization (DESIGN §8): the combinations the facade
+would refuse at start, refused here with the value to change instead.
+*/}}
+{{- define "portone-facade.validateTls" -}}
+{{- $tls := .Values.tls }}
+{{- if .Values.authz.callers }}
+{{- if not (and $tls.enabled $tls.clientAuth.enabled) }}
+{{- fail "authz.callers needs tls.enabled and tls.clientAuth.enabled: without client certificates there are no caller identities to authorize (the facade refuses AUTHZ_POLICY_FILE without TLS_CLIENT_CA_FILE)" }}
+{{- end }}
+{{- $seen := dict }}
+{{- range .Values.authz.callers }}
+{{- if hasKey $seen .identity }}
+{{- fail (printf "authz.callers: identity %q is listed twice; merge its allow lists" .identity) }}
+{{- end }}
+{{- $_ := set $seen .identity true }}
+{{- end }}
+{{- end }}
+{{- if not $tls.enabled }}
+{{- if or $tls.existingSecret $tls.certManager.enabled $tls.clientAuth.enabled }}
+{{- fail "tls.existingSecret, tls.certManager.enabled and tls.clientAuth.enabled need tls.enabled" }}
+{{- end }}
+{{- else }}
+{{- if and $tls.existingSecret $tls.certManager.enabled }}
+{{- fail "tls: set either tls.existingSecret or tls.certManager.enabled, not both" }}
+{{- end }}
+{{- if not (or $tls.existingSecret $tls.certManager.enabled) }}
+{{- fail "tls.enabled needs a certificate: set tls.existingSecret (a kubernetes.io/tls Secret) or tls.certManager.enabled with tls.certManager.issuerRef" }}
+{{- end }}
+{{- if eq (int .Values.health.port) (int .Values.grpcPort) }}
+{{- fail (printf "health.port (%v) must differ from grpcPort: the health listener is a second, plaintext port" .Values.health.port) }}
+{{- end }}
+{{- if and .Values.metrics.enabled (eq (int .Values.health.port) (int .Values.metrics.port)) }}
+{{- fail (printf "health.port (%v) must differ from metrics.port" .Values.health.port) }}
+{{- end }}
+{{- end }}
+{{- if and $tls.enabled $tls.certManager.enabled }}
+{{- $cm := $tls.certManager }}
+{{- if not $cm.issuerRef.name }}
+{{- fail "tls.certManager.issuerRef.name is required: the cert-manager Issuer or ClusterIssuer that signs the server certificate" }}
+{{- end }}
+{{- /* The cert-manager webhook's own rules (internal/apis/certmanager/validation),
+so that a bad value fails `helm template` rather than half-way through an install. */}}
+{{- $alg := $cm.privateKey.algorithm }}
+{{- $size := int $cm.privateKey.size }}
+{{- if and (eq $alg "ECDSA") (not (has $size (list 256 384 521))) }}
+{{- fail (printf "tls.certManager.privateKey.size %d is not an ECDSA size: use 256, 384 or 521" $size) }}
+{{- end }}
+{{- if and (eq $alg "RSA") (or (lt $size 2048) (gt $size 8192)) }}
+{{- fail (printf "tls.certManager.privateKey.size %d is not an RSA size: use 2048 to 8192" $size) }}
+{{- end }}
+{{- $duration := include "portone-facade.durationSeconds" $cm.duration | float64 }}
+{{- $renewBefore := include "portone-facade.durationSeconds" $cm.renewBefore | float64 }}
+{{- if lt $duration 3600.0 }}
+{{- fail (printf "tls.certManager.duration %s is shorter than cert-manager's minimum of 1h" $cm.duration) }}
+{{- end }}
+{{- if lt $renewBefore 300.0 }}
+{{- fail (printf "tls.certManager.renewBefore %s is shorter than cert-manager's minimum of 5m" $cm.renewBefore) }}
+{{- end }}
+{{- if ge $renewBefore $duration }}
+{{- fail (printf "tls.certManager.renewBefore %s must be shorter than tls.certManager.duration %s" $cm.renewBefore $cm.duration) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Seconds in a Go duration made of h, m and s parts (`2160h`, `1h30m`), which
+values.schema.json guarantees.
+*/}}
+{{- define "portone-facade.durationSeconds" -}}
+{{- $total := 0.0 }}
+{{- range regexFindAll "[0-9]+(\\.[0-9]+)?[hms]" . -1 }}
+{{- $unit := regexFind "[hms]$" . }}
+{{- $total = addf $total (mulf (trimSuffix $unit . | float64) (get (dict "h" 3600 "m" 60 "s" 1) $unit)) }}
+{{- end }}
+{{- $total }}
+{{- end }}
+
+{{/*
+The Secret holding the server certificate: the operator's, or the one the
+chart's cert-manager Certificate writes.
+*/}}
+{{- define "portone-facade.tlsSecretName" -}}
+{{- if .Values.tls.existingSecret }}
+{{- .Values.tls.existingSecret }}
+{{- else }}
+{{- printf "%s-tls" (include "portone-facade.fullname" . | trunc 59 | trimSuffix "-") }}
+{{- end }}
+{{- end }}
+
+{{/*
+Whether the AUTHZ_POLICY_FILE ConfigMap is rendered and mounted.
+*/}}
+{{- define "portone-facade.authzEnabled" -}}
+{{- if and .Values.tls.enabled .Values.tls.clientAuth.enabled .Values.authz.callers }}true{{ end }}
+{{- end }}
+
+{{- define "portone-facade.authzConfigMapName" -}}
+{{- printf "%s-authz" (include "portone-facade.fullname" . | trunc 57 | trimSuffix "-") }}
+{{- end }}
+
+{{/*
+Port of the gRPC probes and of the `helm test` check: the plaintext health
+listener when the gRPC port speaks TLS (kubelet's gRPC probes cannot), else
+the gRPC port.
+*/}}
+{{- define "portone-facade.probePort" -}}
+{{- if .Values.tls.enabled }}{{ .Values.health.port }}{{ else }}{{ .Values.grpcPort }}{{ end }}
 {{- end }}
 
 {{- define "portone-facade.terminationGracePeriodSeconds" -}}
@@ -161,6 +277,18 @@ replace the chart's own.
 {{- end }}
 {{- if $v.portone.sandbox }}
 {{- $_ := set $d "PORTONE_SANDBOX" "true" }}
+{{- end }}
+{{- if $v.tls.enabled }}
+{{- /* Files of the volumes that deployment.yaml mounts. */}}
+{{- $_ := set $d "TLS_CERT_FILE" "/var/run/secrets/tls/tls.crt" }}
+{{- $_ := set $d "TLS_KEY_FILE" "/var/run/secrets/tls/tls.key" }}
+{{- $_ := set $d "HEALTH_LISTEN_ADDR" (printf "0.0.0.0:%d" (int $v.health.port)) }}
+{{- if $v.tls.clientAuth.enabled }}
+{{- $_ := set $d "TLS_CLIENT_CA_FILE" (ternary "/var/run/secrets/tls-client-ca/ca.crt" "/var/run/secrets/tls/ca.crt" (not (empty $v.tls.clientAuth.caSecret.name))) }}
+{{- end }}
+{{- if include "portone-facade.authzEnabled" . }}
+{{- $_ := set $d "AUTHZ_POLICY_FILE" "/etc/portone-facade/authz/policy.json" }}
+{{- end }}
 {{- end }}
 {{- if $v.otel.enabled }}
 {{- with $v.otel.endpoint }}

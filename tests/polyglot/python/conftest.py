@@ -1,4 +1,5 @@
-"""Shared fixtures: one channel to the running facade at $FACADE_ADDR."""
+"""Shared fixtures: one channel to the running facade at $FACADE_ADDR, and the
+URL of its embedded sandbox ($SANDBOX_URL)."""
 
 from __future__ import annotations
 
@@ -46,6 +47,24 @@ def prepare(channel):
 @pytest.fixture(scope="session")
 def link(channel):
     return stubs.link_grpc.PaymentLinkServiceStub(channel)
+
+
+@pytest.fixture(scope="session")
+def verification(channel):
+    return stubs.verification_grpc.PaymentVerificationServiceStub(channel)
+
+
+@pytest.fixture(scope="session")
+def sandbox_url() -> str:
+    """The embedded sandbox behind the facade (scripts/polyglot-test.sh reads
+    it from the facade's start-up log)."""
+    url = os.environ.get("SANDBOX_URL")
+    if not url:
+        pytest.fail(
+            "SANDBOX_URL is not set: it is the `url` of the facade's "
+            "'using the embedded PortOne sandbox' log line; scripts/polyglot-test.sh sets it"
+        )
+    return url
 
 
 @pytest.fixture(scope="session")

@@ -69,6 +69,8 @@ def _load():
             "payment_prepare_service_pb2_grpc",
             "payment_link_service_pb2",
             "payment_link_service_pb2_grpc",
+            "payment_verification_service_pb2",
+            "payment_verification_service_pb2_grpc",
         )
     }
     return out_dir, mods
@@ -86,3 +88,5 @@ prepare_pb2 = _mods["payment_prepare_service_pb2"]
 prepare_grpc = _mods["payment_prepare_service_pb2_grpc"]
 link_pb2 = _mods["payment_link_service_pb2"]
 link_grpc = _mods["payment_link_service_pb2_grpc"]
+verification_pb2 = _mods["payment_verification_service_pb2"]
+verification_grpc = _mods["payment_verification_service_pb2_grpc"]

@@ -1,14 +1,18 @@
 """The facade called from Python through stubs generated from proto/.
 
-Every RPC of PaymentPrepareService and PaymentLinkService, the gRPC health
+Every RPC of PaymentPrepareService and PaymentLinkService, the prepare → pay
+(in the sandbox) → verify flow of PaymentVerificationService, the gRPC health
 service, and the rich error details (google.rpc.Status in
-grpc-status-details-bin) decoded with grpcio-status, as DESIGN.md §1-§2 fix them.
+grpc-status-details-bin) decoded with grpcio-status, as DESIGN.md §1-§2 and §9
+fix them.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import time
+import urllib.request
 
 import grpc
 import pytest
@@ -17,7 +21,7 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2
 from grpc_status import rpc_status
 
-from stubs import link_pb2, prepare_pb2
+from stubs import link_pb2, prepare_pb2, verification_pb2
 
 TIMEOUT = 10  # seconds, the deadline of every call
 DOMAIN = "portone-facade"
@@ -121,7 +125,11 @@ def test_health_overall_is_serving(health):
 
 @pytest.mark.parametrize(
     "service",
-    ["portone.facade.v1.PaymentPrepareService", "portone.facade.v1.PaymentLinkService"],
+    [
+        "portone.facade.v1.PaymentPrepareService",
+        "portone.facade.v1.PaymentLinkService",
+        "portone.facade.v1.PaymentVerificationService",
+    ],
 )
 def test_health_each_service_is_serving(health, service):
     resp = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=TIMEOUT)
@@ -295,3 +303,70 @@ def test_disable_unknown_link_is_not_found(link, run_id):
     )
     info = error_info(err, grpc.StatusCode.NOT_FOUND, "NOT_FOUND")
     assert info.metadata["http_status"] == "404"
+
+
+# ---------------------------------------------------------------- PaymentVerificationService
+
+
+def sandbox_pay(sandbox_url: str, **payment) -> str:
+    """Stands in for the buyer: POST /__sandbox/payments; returns the imp_uid."""
+    request = urllib.request.Request(
+        f"{sandbox_url}/__sandbox/payments",
+        data=json.dumps(payment).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=TIMEOUT) as answer:
+        return json.load(answer)["imp_uid"]
+
+
+def test_a_paid_order_verifies(prepare, verification, sandbox_url, new_uid):
+    uid = new_uid("paid")
+    prepare.PreparePayment(
+        prepare_pb2.PreparePaymentRequest(merchant_uid=uid, amount="19.99", currency="USD"),
+        timeout=TIMEOUT,
+    )
+    imp_uid = sandbox_pay(sandbox_url, merchant_uid=uid, amount=19.99, currency="USD")
+
+    resp = verification.VerifyPayment(
+        verification_pb2.VerifyPaymentRequest(imp_uid=imp_uid, merchant_uid=uid), timeout=TIMEOUT
+    )
+    assert resp.verdict == verification_pb2.VERDICT_VERIFIED, resp
+    assert resp.payment.imp_uid == imp_uid
+    assert resp.payment.amount == "19.99"
+    assert resp.payment.status == verification_pb2.PAYMENT_STATUS_PAID
+    assert resp.prepared_payment.amount == "19.99"
+    assert resp.detail
+
+
+def test_a_tampered_amount_is_amount_mismatch(prepare, verification, sandbox_url, new_uid):
+    uid = new_uid("tampered")
+    prepare.PreparePayment(
+        prepare_pb2.PreparePaymentRequest(merchant_uid=uid, amount="10000", currency="KRW"),
+        timeout=TIMEOUT,
+    )
+    imp_uid = sandbox_pay(sandbox_url, merchant_uid=uid, amount=100, currency="KRW")
+
+    resp = verification.VerifyPayment(
+        verification_pb2.VerifyPaymentRequest(imp_uid=imp_uid, merchant_uid=uid), timeout=TIMEOUT
+    )
+    assert resp.verdict == verification_pb2.VERDICT_AMOUNT_MISMATCH, resp
+    assert resp.payment.amount == "100"
+    assert resp.prepared_payment.amount == "10000"
+    assert "100" in resp.detail and "10000" in resp.detail, resp.detail
+
+
+def test_get_payment_of_an_unknown_imp_uid_is_not_found(verification, run_id):
+    err = call_error(
+        verification.GetPayment, verification_pb2.GetPaymentRequest(imp_uid=f"imp_none_{run_id}")
+    )
+    info = error_info(err, grpc.StatusCode.NOT_FOUND, "NOT_FOUND")
+    assert info.metadata["http_status"] == "404"
+    assert HANGUL.search(info.metadata["upstream_message"]), dict(info.metadata)
+
+
+def test_verify_with_an_invalid_imp_uid_names_imp_uid(verification):
+    err = call_error(
+        verification.VerifyPayment, verification_pb2.VerifyPaymentRequest(imp_uid="../x")
+    )
+    assert bad_request_fields(err) == ["imp_uid"]

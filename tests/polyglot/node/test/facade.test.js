@@ -1,133 +1,39 @@
 // The facade called from Node through @grpc/grpc-js, with our .proto files
+// (all three services, and the prepare → pay in the sandbox → verify flow)
 // loaded at run time by @grpc/proto-loader (no generated code), and the rich
 // error details (google.rpc.Status in grpc-status-details-bin) decoded with
-// protobufjs from the google/rpc .proto files in ../protos.
+// protobufjs (./support.js).
 //
 // Needs FACADE_ADDR (host:port of a running facade, e.g. `portone-facade
-// --sandbox`); scripts/polyglot-test.sh starts one and runs this.
+// --sandbox`) and SANDBOX_URL (its embedded sandbox, from its start-up log);
+// scripts/polyglot-test.sh starts one, sets both and runs this.
 'use strict';
 
 const { describe, test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const crypto = require('node:crypto');
-const path = require('node:path');
 
 const grpc = require('@grpc/grpc-js');
-const protoLoader = require('@grpc/proto-loader');
-const protobuf = require('protobufjs');
+
+const { RUN_ID, TIMEOUT_MS, badRequestFields, callError, errorInfo, loaded, newUid, unary, v1 } = require('./support');
 
 const ADDR = process.env.FACADE_ADDR;
 if (!ADDR) {
   throw new Error('FACADE_ADDR is not set: start the facade and set FACADE_ADDR=host:port, or run scripts/polyglot-test.sh');
 }
-const REPO_ROOT = path.resolve(__dirname, '..', '..', '..', '..');
-const PROTO_DIR = process.env.FACADE_PROTO_DIR || path.join(REPO_ROOT, 'proto');
-const LOCAL_PROTOS = path.join(__dirname, '..', 'protos');
-
-const TIMEOUT_MS = 10_000;
-const DOMAIN = 'portone-facade';
+// The facade's embedded sandbox, to pay orders as a buyer would; the `url` of
+// the facade's "using the embedded PortOne sandbox" start-up log line.
+const SANDBOX_URL = process.env.SANDBOX_URL;
+if (!SANDBOX_URL) {
+  throw new Error("SANDBOX_URL is not set: it is the url in the facade's 'using the embedded PortOne sandbox' log line; scripts/polyglot-test.sh sets it");
+}
 const NOT_FOUND_MESSAGE = '사전등록된 결제정보가 존재하지 않습니다.'; // PortOne's, verbatim
 const HANGUL = /[\uac00-\ud7a3]/;
-const RUN_ID = crypto.randomBytes(5).toString('hex');
-let uidCounter = 0;
 
-/** A fresh merchant_uid (<= 40 chars), unique per run. */
-function newUid(tag) {
-  const uid = `js-${tag}-${RUN_ID}-${uidCounter++}`;
-  assert.ok(uid.length <= 40, uid);
-  return uid;
-}
-
-// ------------------------------------------------------------------ stubs
-
-const packageDefinition = protoLoader.loadSync(
-  [
-    'portone/facade/v1/payment_prepare_service.proto',
-    'portone/facade/v1/payment_link_service.proto',
-    'grpc/health/v1/health.proto',
-  ],
-  {
-    keepCase: true, // field names as in the .proto: merchant_uid, expire_at, ...
-    longs: String,
-    enums: String,
-    defaults: true,
-    oneofs: true,
-    includeDirs: [PROTO_DIR, LOCAL_PROTOS], // google/protobuf/* are bundled with proto-loader
-  },
-);
-const loaded = grpc.loadPackageDefinition(packageDefinition);
-const v1 = loaded.portone.facade.v1;
 const credentials = grpc.credentials.createInsecure();
 const prepareClient = new v1.PaymentPrepareService(ADDR, credentials);
 const linkClient = new v1.PaymentLinkService(ADDR, credentials);
+const verificationClient = new v1.PaymentVerificationService(ADDR, credentials);
 const healthClient = new loaded.grpc.health.v1.Health(ADDR, credentials);
-
-// google.rpc.Status and its detail types, to decode grpc-status-details-bin.
-const rpcRoot = new protobuf.Root().loadSync(
-  [path.join(LOCAL_PROTOS, 'google/rpc/status.proto'), path.join(LOCAL_PROTOS, 'google/rpc/error_details.proto')],
-  { keepCase: true },
-);
-const Status = rpcRoot.lookupType('google.rpc.Status');
-const BadRequest = rpcRoot.lookupType('google.rpc.BadRequest');
-const ErrorInfo = rpcRoot.lookupType('google.rpc.ErrorInfo');
-
-// ------------------------------------------------------------------ helpers
-
-/** Promise around a unary call with a deadline. */
-function unary(client, method, request) {
-  return new Promise((resolve, reject) => {
-    client[method](request, { deadline: Date.now() + TIMEOUT_MS }, (err, response) =>
-      err ? reject(err) : resolve(response),
-    );
-  });
-}
-
-/** Calls and expects a failure; returns the grpc-js ServiceError. */
-async function callError(client, method, request) {
-  try {
-    const response = await unary(client, method, request);
-    assert.fail(`${method} succeeded but should have failed: ${JSON.stringify(response)}`);
-  } catch (err) {
-    if (err instanceof assert.AssertionError) throw err;
-    assert.equal(typeof err.code, 'number', `not a gRPC error: ${err}`);
-    return err;
-  }
-}
-
-/** Decodes google.rpc.Status from the trailer; fails when there is none. */
-function richStatus(err) {
-  const raw = err.metadata.get('grpc-status-details-bin');
-  assert.equal(raw.length, 1, `${grpc.status[err.code]} "${err.details}" carries no grpc-status-details-bin`);
-  const status = Status.toObject(Status.decode(raw[0]), { defaults: true });
-  assert.equal(status.code, err.code);
-  assert.equal(status.message, err.details);
-  return status;
-}
-
-/** The one detail of the given protobufjs type among status.details. */
-function oneDetail(status, type) {
-  const url = `type.googleapis.com/${type.fullName.replace(/^\./, '')}`;
-  const found = status.details.filter((any) => any.type_url === url);
-  assert.equal(found.length, 1, `expected one ${url}, got ${status.details.map((a) => a.type_url)}`);
-  return type.toObject(type.decode(found[0].value), { defaults: true });
-}
-
-function badRequestFields(err) {
-  assert.equal(err.code, grpc.status.INVALID_ARGUMENT, `${grpc.status[err.code]}: ${err.details}`);
-  assert.ok(err.details, 'status message must be human readable, not empty');
-  const br = oneDetail(richStatus(err), BadRequest);
-  for (const v of br.field_violations) assert.ok(v.description, `violation of ${v.field} has no description`);
-  return br.field_violations.map((v) => v.field);
-}
-
-function errorInfo(err, code, reason) {
-  assert.equal(err.code, code, `${grpc.status[err.code]}: ${err.details}`);
-  assert.ok(err.details, 'status message must be human readable, not empty');
-  const info = oneDetail(richStatus(err), ErrorInfo);
-  assert.equal(info.reason, reason);
-  assert.equal(info.domain, DOMAIN);
-  return info;
-}
 
 function futureTs(secondsAhead = 3600) {
   return { seconds: String(Math.floor(Date.now() / 1000) + secondsAhead), nanos: 0 };
@@ -172,13 +78,19 @@ before(async () => {
 after(() => {
   prepareClient.close();
   linkClient.close();
+  verificationClient.close();
   healthClient.close();
 });
 
 // ------------------------------------------------------------------ health
 
 describe('grpc.health.v1.Health', () => {
-  for (const service of ['', 'portone.facade.v1.PaymentPrepareService', 'portone.facade.v1.PaymentLinkService']) {
+  for (const service of [
+    '',
+    'portone.facade.v1.PaymentPrepareService',
+    'portone.facade.v1.PaymentLinkService',
+    'portone.facade.v1.PaymentVerificationService',
+  ]) {
     test(`Check("${service}") is SERVING`, async () => {
       const resp = await unary(healthClient, 'Check', { service });
       assert.equal(resp.status, 'SERVING');
@@ -303,5 +215,59 @@ describe('PaymentLinkService', () => {
     const err = await callError(linkClient, 'DisablePaymentLink', { link_id: `nosuchlink${RUN_ID}` });
     const info = errorInfo(err, grpc.status.NOT_FOUND, 'NOT_FOUND');
     assert.equal(info.metadata.http_status, '404');
+  });
+});
+
+// ------------------------------------------------------------------ PaymentVerificationService
+
+/** Stands in for the buyer: POST /__sandbox/payments; resolves to the imp_uid. */
+async function sandboxPay(payment) {
+  const answer = await fetch(`${SANDBOX_URL}/__sandbox/payments`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(payment),
+    signal: AbortSignal.timeout(TIMEOUT_MS),
+  });
+  const body = await answer.json();
+  assert.equal(answer.status, 200, JSON.stringify(body));
+  return body.imp_uid;
+}
+
+describe('PaymentVerificationService', () => {
+  test('a paid order verifies', async () => {
+    const uid = newUid('paid');
+    await unary(prepareClient, 'PreparePayment', { merchant_uid: uid, amount: '19.99', currency: 'USD' });
+    const impUid = await sandboxPay({ merchant_uid: uid, amount: 19.99, currency: 'USD' });
+
+    const resp = await unary(verificationClient, 'VerifyPayment', { imp_uid: impUid, merchant_uid: uid });
+    assert.equal(resp.verdict, 'VERDICT_VERIFIED', JSON.stringify(resp));
+    assert.equal(resp.payment.imp_uid, impUid);
+    assert.equal(resp.payment.amount, '19.99');
+    assert.equal(resp.payment.status, 'PAYMENT_STATUS_PAID');
+    assert.deepEqual(resp.prepared_payment, { merchant_uid: uid, amount: '19.99', currency: 'USD' });
+    assert.ok(resp.detail);
+  });
+
+  test('a tampered amount is VERDICT_AMOUNT_MISMATCH', async () => {
+    const uid = newUid('tampered');
+    await unary(prepareClient, 'PreparePayment', { merchant_uid: uid, amount: '10000', currency: 'KRW' });
+    const impUid = await sandboxPay({ merchant_uid: uid, amount: 100, currency: 'KRW' });
+
+    const resp = await unary(verificationClient, 'VerifyPayment', { imp_uid: impUid, merchant_uid: uid });
+    assert.equal(resp.verdict, 'VERDICT_AMOUNT_MISMATCH', JSON.stringify(resp));
+    assert.equal(resp.payment.amount, '100');
+    assert.equal(resp.prepared_payment.amount, '10000');
+  });
+
+  test('GetPayment of an unknown imp_uid is NOT_FOUND with the upstream ErrorInfo', async () => {
+    const err = await callError(verificationClient, 'GetPayment', { imp_uid: `imp_none_${RUN_ID}` });
+    const info = errorInfo(err, grpc.status.NOT_FOUND, 'NOT_FOUND');
+    assert.equal(info.metadata.http_status, '404');
+    assert.match(info.metadata.upstream_message, HANGUL);
+  });
+
+  test('VerifyPayment with an invalid imp_uid is INVALID_ARGUMENT naming imp_uid', async () => {
+    const err = await callError(verificationClient, 'VerifyPayment', { imp_uid: '../x' });
+    assert.deepEqual(badRequestFields(err), ['imp_uid']);
   });
 });
