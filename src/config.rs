@@ -5,7 +5,11 @@ use std::{fs, net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::secret::{ExposeSecret, SecretString};
+use crate::{
+    authz::{POLICY_VARIABLE, PolicyError, PolicySettings},
+    secret::{ExposeSecret, SecretString},
+    tls::{CERT_VARIABLE, CLIENT_CA_VARIABLE, KEY_VARIABLE, TlsError, TlsFiles, TlsSettings},
+};
 
 /// The command line.
 #[derive(Debug, Parser)]
@@ -144,6 +148,28 @@ pub struct ServeArgs {
     /// RUST_LOG says; `off` stops it.
     #[arg(long, env = "AUDIT_LOG", value_enum, default_value = "on")]
     pub audit_log: AuditLog,
+    /// Serve TLS 1.2/1.3 on LISTEN_ADDR with this PEM certificate chain
+    /// (leaf first; with TLS_KEY_FILE); plaintext is then refused. Re-read
+    /// when it changes.
+    #[arg(long, env = "TLS_CERT_FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The PEM private key of TLS_CERT_FILE. Re-read when it changes.
+    #[arg(long, env = "TLS_KEY_FILE")]
+    pub tls_key_file: Option<PathBuf>,
+    /// Require client certificates signed by one of these PEM CAs: mutual
+    /// TLS, the caller identified by its certificate (needs TLS_CERT_FILE).
+    /// Re-read when it changes.
+    #[arg(long, env = "TLS_CLIENT_CA_FILE")]
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// JSON policy of which callers may call which RPCs (needs
+    /// TLS_CLIENT_CA_FILE); without it every authenticated caller may call
+    /// everything. Re-read when it changes.
+    #[arg(long, env = "AUTHZ_POLICY_FILE")]
+    pub authz_policy_file: Option<PathBuf>,
+    /// A second, plaintext listener serving only grpc.health.v1 (for
+    /// kubelet probes when the main port is TLS); off when unset.
+    #[arg(long, env = "HEALTH_LISTEN_ADDR")]
+    pub health_listen_addr: Option<SocketAddr>,
 }
 
 /// Where the facade sends its calls.
@@ -183,6 +209,12 @@ pub struct Settings {
     pub max_connection_age: Duration,
     /// In-flight limit.
     pub max_in_flight: usize,
+    /// TLS on the gRPC port, mutual when it has client CAs.
+    pub tls: Option<TlsSettings>,
+    /// Who may call what (only with mutual TLS).
+    pub authz_policy: Option<PolicySettings>,
+    /// The plaintext health-only listener.
+    pub health_listen_addr: Option<SocketAddr>,
 }
 
 /// Why the server cannot start.
@@ -214,6 +246,22 @@ pub enum ConfigError {
     /// A duration is zero.
     #[error("{0} must be greater than zero")]
     ZeroDuration(&'static str),
+    /// A setting that needs another that is not set.
+    #[error("{set} is set but {missing} is not: {why}")]
+    Needs {
+        /// The setting given.
+        set: &'static str,
+        /// The setting it needs.
+        missing: &'static str,
+        /// Why it needs it.
+        why: &'static str,
+    },
+    /// The TLS files are unusable.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The authorization policy is unusable.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
 }
 
 impl ServeArgs {
@@ -254,6 +302,34 @@ impl ServeArgs {
                 imp_secret,
             }
         };
+        let tls = match (self.tls_cert_file, self.tls_key_file) {
+            (Some(cert), Some(key)) => Some(TlsSettings::load(TlsFiles::new(
+                cert,
+                key,
+                self.tls_client_ca_file,
+            ))?),
+            (Some(_), None) => return Err(needs(CERT_VARIABLE, KEY_VARIABLE, PAIR)),
+            (None, Some(_)) => return Err(needs(KEY_VARIABLE, CERT_VARIABLE, PAIR)),
+            (None, None) if self.tls_client_ca_file.is_some() => {
+                return Err(needs(
+                    CLIENT_CA_VARIABLE,
+                    CERT_VARIABLE,
+                    "mutual TLS needs the server's own certificate and key (TLS_CERT_FILE and TLS_KEY_FILE)",
+                ));
+            }
+            (None, None) => None,
+        };
+        let authz_policy = match self.authz_policy_file {
+            Some(_) if !tls.as_ref().is_some_and(TlsSettings::is_mutual) => {
+                return Err(needs(
+                    POLICY_VARIABLE,
+                    CLIENT_CA_VARIABLE,
+                    "without mutual TLS there are no caller identities to authorize",
+                ));
+            }
+            Some(path) => Some(PolicySettings::load(path)?),
+            None => None,
+        };
         Ok(Settings {
             listen_addr: self.listen_addr,
             upstream,
@@ -263,8 +339,18 @@ impl ServeArgs {
             shutdown_delay: self.shutdown_delay,
             max_connection_age: self.max_connection_age,
             max_in_flight: self.max_in_flight as usize,
+            tls,
+            authz_policy,
+            health_listen_addr: self.health_listen_addr,
         })
     }
+}
+
+/// Why TLS needs both files.
+const PAIR: &str = "TLS needs both the certificate chain and its private key";
+
+fn needs(set: &'static str, missing: &'static str, why: &'static str) -> ConfigError {
+    ConfigError::Needs { set, missing, why }
 }
 
 /// The secret from its file or its value, trimmed; empty counts as missing.

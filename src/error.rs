@@ -50,6 +50,13 @@ pub enum FacadeError {
     },
     /// The caller's deadline ran out.
     DeadlineExceeded,
+    /// The authorization policy does not let this caller call this RPC.
+    CallerNotAllowed {
+        /// The caller's identity.
+        caller: String,
+        /// `package.Service/Method`.
+        rpc: String,
+    },
 }
 
 impl From<FacadeError> for Status {
@@ -168,6 +175,17 @@ pub fn to_status(error: FacadeError) -> Status {
             Code::ResourceExhausted,
             format!("the facade is overloaded ({limit} calls in flight); retry with backoff"),
             ErrorDetails::with_error_info("OVERLOADED", ERROR_DOMAIN, HashMap::new()),
+        ),
+        FacadeError::CallerNotAllowed { caller, rpc } => Status::with_error_details(
+            Code::PermissionDenied,
+            format!(
+                "caller {caller} is not allowed to call {rpc} by the facade's authorization policy (AUTHZ_POLICY_FILE)"
+            ),
+            ErrorDetails::with_error_info(
+                "CALLER_NOT_ALLOWED",
+                ERROR_DOMAIN,
+                HashMap::from([("caller".to_owned(), caller), ("rpc".to_owned(), rpc)]),
+            ),
         ),
         FacadeError::DeadlineExceeded => upstream_status(
             Code::DeadlineExceeded,

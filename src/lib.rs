@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod audit;
+pub mod authz;
 pub mod config;
 pub mod deadline;
 pub mod error;
@@ -20,8 +21,10 @@ pub mod sandbox;
 pub mod secret;
 pub mod server;
 pub mod telemetry;
+pub mod tls;
 pub mod validate;
 pub mod verdict;
+pub mod watch;
 
 use std::future::Future;
 
@@ -90,6 +93,9 @@ pub async fn run(
         shutdown_delay: settings.shutdown_delay,
         max_connection_age: settings.max_connection_age,
         default_user_code,
+        tls: settings.tls,
+        authz_policy: settings.authz_policy,
+        health_listen_addr: settings.health_listen_addr,
     };
     server::serve(listener, client, options, shutdown).await
 }

@@ -1,10 +1,14 @@
 //! The gRPC server: our services beside health and reflection, a guard
-//! layer (deadline, load limit, in-flight count) in front of them, HTTP/2
-//! connections, and graceful shutdown.
+//! layer (deadline, authorization, load limit, in-flight count) in front of
+//! them, HTTP/2 connections (over TLS when configured), a plaintext
+//! health-only listener beside them, and graceful shutdown.
+
+mod connection;
 
 use std::{
     convert::Infallible,
     future::Future,
+    net::SocketAddr,
     pin::Pin,
     sync::{
         Arc,
@@ -15,10 +19,7 @@ use std::{
 };
 
 use http::{HeaderMap, Request, Response};
-use hyper_util::{
-    rt::{TokioExecutor, TokioIo, TokioTimer},
-    service::TowerToHyperService,
-};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use opentelemetry::trace::FutureExt as _;
 use tokio::{
     net::{TcpListener, TcpStream},
@@ -33,18 +34,22 @@ use tonic_health::{
 };
 use tower::Service;
 
+use self::connection::{ConnectionOptions, serve_connection};
 use crate::{
     api::{LinkApi, PrepareApi, VerificationApi},
     audit,
+    authz::{Authorizer, PolicySettings},
     deadline::Deadline,
     error::{FacadeError, to_status},
+    identity::Caller,
     pb::{
         self, payment_link_service_server::PaymentLinkServiceServer,
         payment_prepare_service_server::PaymentPrepareServiceServer,
         payment_verification_service_server::PaymentVerificationServiceServer,
     },
     portone::PortOneClient,
-    telemetry::{ActiveRequestsGauge, ServerCall, record_shed},
+    telemetry::{ActiveRequestsGauge, ServerCall, record_denied, record_shed},
+    tls::{TlsServer, TlsSettings},
 };
 
 /// Error type of server start-up.
@@ -55,10 +60,6 @@ const API_PATH_PREFIX: &str = "/portone.facade.v1.";
 /// After the last API call finished, how long open streams (a health Watch)
 /// may still hold the drain before connections are dropped.
 const STREAM_LINGER: Duration = Duration::from_millis(300);
-/// A connection that has not sent the HTTP/2 preface and the header of its
-/// SETTINGS frame by then is closed (§7): half-open connections hold no
-/// resources for long.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Streams one connection may have open. `MAX_IN_FLIGHT` bounds the process;
 /// this keeps one client from taking all of it, and bounds what a burst of
 /// opened-and-reset streams can cost.
@@ -73,7 +74,7 @@ const MAX_PENDING_ACCEPT_RESETS: usize = 20;
 const MAX_LOCAL_ERROR_RESETS: usize = 256;
 
 /// How the server behaves, apart from what it calls.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ServerOptions {
     /// Most API calls in flight; more are answered `RESOURCE_EXHAUSTED` / `OVERLOADED`.
     pub max_in_flight: usize,
@@ -88,6 +89,12 @@ pub struct ServerOptions {
     pub max_connection_age: Duration,
     /// Default `user_code` for payment links.
     pub default_user_code: Option<String>,
+    /// TLS on the gRPC port, mutual when it has client CAs.
+    pub tls: Option<TlsSettings>,
+    /// Who may call what (with mutual TLS only).
+    pub authz_policy: Option<PolicySettings>,
+    /// Where to serve health alone, in plaintext.
+    pub health_listen_addr: Option<SocketAddr>,
 }
 
 /// Serves on `listener` until `shutdown` completes, then drains.
@@ -107,7 +114,7 @@ pub async fn serve(
     health
         .set_serving::<PaymentVerificationServiceServer<VerificationApi>>()
         .await;
-    let routes = Routes::new(health_service)
+    let routes = Routes::new(health_service.clone())
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)
         .add_service(
@@ -125,9 +132,24 @@ pub async fn serve(
         .prepare();
     let in_flight = InFlight::new(options.max_in_flight);
     let _active_requests = ActiveRequestsGauge::observe(Arc::clone(&in_flight.count));
+    let tls = options.tls.map(TlsServer::start).transpose()?;
     let service = Guard {
         inner: routes,
         in_flight: in_flight.clone(),
+        authz: options.authz_policy.map(Authorizer::start).map(Arc::new),
+    };
+    // Health alone, from the same reporter: it turns NOT_SERVING with the
+    // main port's. Any other path is UNIMPLEMENTED there.
+    let health_only = Routes::new(health_service).prepare();
+    let health_listener = match options.health_listen_addr {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|error| format!("cannot listen on HEALTH_LISTEN_ADDR {addr}: {error}"))?;
+            tracing::info!(local_addr = %listener.local_addr()?, "serving grpc.health.v1 in plaintext");
+            Some(listener)
+        }
+        None => None,
     };
 
     let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
@@ -143,10 +165,22 @@ pub async fn serve(
     // when they all have.
     let (stop_connections, connections_stop) = watch::channel(false);
     let connections = TaskTracker::new();
+    let connection_options = || ConnectionOptions {
+        http2: http2.clone(),
+        age: jittered(options.max_connection_age),
+        grace: options.shutdown_grace,
+        stop: connections_stop.clone(),
+    };
     let mut shutdown = std::pin::pin!(shutdown);
-    // Set when shutdown begins: the listener closes when it fires.
+    // Set when shutdown begins: the listeners close when it fires.
     let mut stop_accepting = Option::<std::pin::Pin<Box<tokio::time::Sleep>>>::None;
-    tracing::info!(local_addr = %listener.local_addr()?, "listening");
+    tracing::info!(
+        local_addr = %listener.local_addr()?,
+        tls = tls.is_some(),
+        mutual_tls = tls.as_ref().is_some_and(TlsServer::is_mutual),
+        authz_policy = service.authz.is_some(),
+        "listening"
+    );
     loop {
         tokio::select! {
             biased;
@@ -161,42 +195,20 @@ pub async fn serve(
             () = async { if let Some(delay) = stop_accepting.as_mut() { delay.await } }, if stop_accepting.is_some() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    let http2 = http2.clone();
-                    let service = TowerToHyperService::new(service.clone());
-                    let mut stop = connections_stop.clone();
-                    let age = jittered(options.max_connection_age);
-                    let grace = options.shutdown_grace;
-                    connections.spawn(async move {
-                        if !sent_http2_preface(&stream).await {
-                            tracing::debug!("closed a connection that sent no HTTP/2 preface in time");
-                            return;
-                        }
-                        let connection = http2.serve_connection(TokioIo::new(stream), service);
-                        let mut connection = std::pin::pin!(connection);
-                        tokio::select! {
-                            ended = connection.as_mut() => {
-                                if let Err(error) = ended {
-                                    tracing::debug!(%error, "connection ended with an error");
-                                }
-                                return;
-                            }
-                            () = aged(age) => {}
-                            _ = stop.wait_for(|stopping| *stopping) => {}
-                        }
-                        // GOAWAY: no new streams; the calls under way finish.
-                        connection.as_mut().graceful_shutdown();
-                        let _ = tokio::time::timeout(grace, connection).await;
-                    });
+                    let tls = tls.as_ref().map(TlsServer::acceptor);
+                    connections.spawn(serve_connection(stream, tls, service.clone(), connection_options()));
                 }
-                Err(error) => {
-                    // Out of file descriptors and the like: back off, keep serving.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                Err(error) => accept_failed(error).await,
+            },
+            accepted = accept(health_listener.as_ref()) => match accepted {
+                Ok(stream) => {
+                    connections.spawn(serve_connection(stream, None, health_only.clone(), connection_options()));
                 }
+                Err(error) => accept_failed(error).await,
             },
         }
     }
+    drop(health_listener);
     drop(listener);
     tracing::info!(in_flight = in_flight.count(), grace = ?options.shutdown_grace, "shutting down");
     let _ = stop_connections.send(true);
@@ -315,11 +327,15 @@ impl InFlight {
 
 /// Reads `grpc-timeout` into a [`Deadline`] for the handlers, answers
 /// `DEADLINE_EXCEEDED` itself when it runs out (tonic's own timeout would
-/// say `CANCELLED`), and refuses API calls beyond the in-flight limit.
+/// say `CANCELLED`), refuses API calls the policy does not allow their
+/// caller, and refuses API calls beyond the in-flight limit.
 #[derive(Clone)]
 struct Guard<S> {
     inner: S,
     in_flight: InFlight,
+    /// The policy, when `AUTHZ_POLICY_FILE` is set; without it every
+    /// caller that passed the handshake may call everything.
+    authz: Option<Arc<Authorizer>>,
 }
 
 type GuardFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
@@ -346,8 +362,24 @@ where
         });
         request.extensions_mut().insert(deadline);
         let is_api = request.uri().path().starts_with(API_PATH_PREFIX);
-        // Health and reflection are neither traced nor limited.
+        // Health and reflection are neither traced, authorized nor limited.
         let call = is_api.then(|| Call::start(&mut request));
+        if let (true, Some(authz)) = (is_api, &self.authz) {
+            let caller = Caller::of(&request);
+            let rpc = request.uri().path().trim_start_matches('/');
+            if !authz.allows(caller.as_str(), rpc) {
+                record_denied(caller.as_str(), rpc);
+                let response = to_status(FacadeError::CallerNotAllowed {
+                    caller: caller.to_string(),
+                    rpc: rpc.to_owned(),
+                })
+                .into_http();
+                if let Some(call) = call {
+                    call.finish(grpc_status(&response));
+                }
+                return Box::pin(async move { Ok(response) });
+            }
+        }
         let guard = if is_api {
             match self.in_flight.try_enter() {
                 Some(guard) => Some(guard),
@@ -417,59 +449,18 @@ impl Call {
     }
 }
 
-/// Whether the client on `stream` sent the HTTP/2 connection preface and its
-/// whole first SETTINGS frame within [`HANDSHAKE_TIMEOUT`]. They are only
-/// peeked at: hyper reads them again.
-async fn sent_http2_preface(stream: &TcpStream) -> bool {
-    const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-    const FRAME_HEADER: usize = 9;
-    const SETTINGS: u8 = 0x4;
-    /// A SETTINGS frame holds 6 bytes a setting; real clients send a few.
-    const MOST_SETTINGS_BYTES: usize = 6 * 16;
-    const FIRST_POLL: Duration = Duration::from_millis(1);
-    const LONGEST_POLL: Duration = Duration::from_millis(200);
-    let mut start = [0u8; PREFACE.len() + FRAME_HEADER + MOST_SETTINGS_BYTES];
-    let waited = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
-        // A client sends both at once, so the first peek nearly always has
-        // them. With part of them only, peek returns at once until more
-        // arrives: poll again after 1 ms, doubling to 200 ms, so that a
-        // client a segment late waits about a millisecond and a slow one
-        // costs a few wake-ups a second. The timeout bounds the loop.
-        let mut poll = FIRST_POLL;
-        loop {
-            let read = match stream.peek(&mut start).await {
-                Ok(0) | Err(_) => return false,
-                Ok(read) => read,
-            };
-            let seen = &start[..read];
-            if !PREFACE.starts_with(&seen[..read.min(PREFACE.len())]) {
-                return false;
-            }
-            if let Some(header) = seen.get(PREFACE.len()..PREFACE.len() + FRAME_HEADER) {
-                let length = usize::from(header[0]) << 16
-                    | usize::from(header[1]) << 8
-                    | usize::from(header[2]);
-                if header[3] != SETTINGS || length > MOST_SETTINGS_BYTES {
-                    return false;
-                }
-                if read >= PREFACE.len() + FRAME_HEADER + length {
-                    return true;
-                }
-            }
-            tokio::time::sleep(poll).await;
-            poll = (poll * 2).min(LONGEST_POLL);
-        }
-    });
-    waited.await.unwrap_or(false)
+/// The next connection on `listener`, when there is one; else never.
+async fn accept(listener: Option<&TcpListener>) -> std::io::Result<TcpStream> {
+    match listener {
+        Some(listener) => listener.accept().await.map(|(stream, _peer)| stream),
+        None => std::future::pending().await,
+    }
 }
 
-/// Completes after `age`; never when `age` is zero (`MAX_CONNECTION_AGE=0s`
-/// turns the limit off rather than closing every connection at once).
-async fn aged(age: Duration) {
-    if age.is_zero() {
-        std::future::pending::<()>().await;
-    }
-    tokio::time::sleep(age).await;
+/// Out of file descriptors and the like: back off, keep serving.
+async fn accept_failed(error: std::io::Error) {
+    tracing::warn!(%error, "accept failed");
+    tokio::time::sleep(Duration::from_millis(50)).await;
 }
 
 /// `age` ±10%, so that connections opened together do not all reconnect

@@ -12,6 +12,8 @@ use opentelemetry::{
     metrics::{Counter, Histogram, ObservableCounter, ObservableUpDownCounter},
 };
 
+use super::spans::split_rpc;
+
 /// Seconds; fine enough at the low end for a facade that adds microseconds.
 const DURATION_BUCKETS: [f64; 15] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -36,6 +38,9 @@ pub(super) struct Instruments {
     shed: Counter<u64>,
     /// `portone.upstream.oversized_answers`: answers refused past 1 MiB.
     oversized_answers: Counter<u64>,
+    /// `rpc.server.denied`: calls refused as CALLER_NOT_ALLOWED, by caller
+    /// and RPC.
+    denied: Counter<u64>,
 }
 
 /// The instruments; set once when a metric exporter runs.
@@ -78,6 +83,12 @@ pub(super) fn install_instruments() {
             shed: meter
                 .u64_counter("rpc.server.shed")
                 .with_description("Calls refused as OVERLOADED because MAX_IN_FLIGHT were in flight")
+                .build(),
+            denied: meter
+                .u64_counter("rpc.server.denied")
+                .with_description(
+                    "Calls refused as CALLER_NOT_ALLOWED by AUTHZ_POLICY_FILE, by caller and RPC",
+                )
                 .build(),
             oversized_answers: meter
                 .u64_counter("portone.upstream.oversized_answers")
@@ -129,6 +140,22 @@ pub(crate) fn record_token_failure() {
 /// Counts one call refused as OVERLOADED.
 pub(crate) fn record_shed() {
     count(|instruments| &instruments.shed)
+}
+
+/// Counts one call of `rpc` (`package.Service/Method`) that the policy
+/// refused `caller`.
+pub(crate) fn record_denied(caller: &str, rpc: &str) {
+    if let Some(instruments) = instruments() {
+        let (service, method) = split_rpc(rpc);
+        instruments.denied.add(
+            1,
+            &[
+                KeyValue::new("enduser.id", caller.to_owned()),
+                KeyValue::new("rpc.service", service.to_owned()),
+                KeyValue::new("rpc.method", method.to_owned()),
+            ],
+        );
+    }
 }
 
 /// Counts one PortOne answer refused as too large.

@@ -25,6 +25,7 @@ use opentelemetry_sdk::{
 use reqwest::Url;
 
 use super::metrics::instruments;
+use crate::identity::Caller;
 
 /// The tracer of our own spans; set once when a trace exporter runs.
 static TRACER: OnceLock<SdkTracer> = OnceLock::new();
@@ -111,6 +112,10 @@ impl ServerCall {
                     KeyValue::new("rpc.service", service.to_owned()),
                     KeyValue::new("rpc.method", method.to_owned()),
                 ];
+                // Only a client certificate proves who calls (§8).
+                if let Some(caller) = request.extensions().get::<Caller>() {
+                    attributes.push(KeyValue::new("enduser.id", caller.as_str().to_owned()));
+                }
                 if let Some(authority) = request.uri().authority() {
                     attributes.push(KeyValue::new("server.address", authority.host().to_owned()));
                     if let Some(port) = authority.port_u16() {
@@ -194,7 +199,7 @@ fn rpc_name(path: Option<&http::uri::PathAndQuery>) -> &str {
 }
 
 /// `("pkg.Service", "Method")` of `pkg.Service/Method`.
-fn split_rpc(name: &str) -> (&str, &str) {
+pub(super) fn split_rpc(name: &str) -> (&str, &str) {
     name.split_once('/').unwrap_or((name, ""))
 }
 

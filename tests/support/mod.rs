@@ -50,6 +50,9 @@ pub fn settings(api_url: &str, imp_key: &str, imp_secret: &str) -> Settings {
         shutdown_delay: Duration::ZERO,
         max_connection_age: Duration::from_secs(30 * 60),
         max_in_flight: 4096,
+        tls: None,
+        authz_policy: None,
+        health_listen_addr: None,
     }
 }
 

@@ -1,13 +1,22 @@
 //! A certificate authority made at test time, and certificates it signs,
-//! written as PEM files into a directory of the test's own.
+//! written as PEM files into a directory of the test's own; a TLS client of
+//! the facade with or without a client certificate; and the file layout of
+//! a Kubernetes Secret volume, rotated as the kubelet rotates it.
 
 use std::{
+    net::SocketAddr,
     path::{Path, PathBuf},
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
     },
 };
+
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::{TlsConnector, client::TlsStream};
+use tonic::transport::{Channel, Endpoint};
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -81,6 +90,11 @@ impl TestCa {
         self.leaf(name, params)
     }
 
+    /// The CA's directory, for other files of the test.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
     /// A client certificate with the subject CN `common_name` and, when
     /// given, these SANs (`spiffe://…` URIs or DNS names).
     pub fn client(&self, name: &str, common_name: &str, sans: &[SanType]) -> Leaf {
@@ -141,4 +155,164 @@ impl Drop for TestCa {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A TLS client of the facade: trusts one CA, shows a client certificate
+/// when given one, speaks `h2`.
+#[derive(Clone)]
+pub struct TlsClient {
+    config: Arc<rustls::ClientConfig>,
+}
+
+impl TlsClient {
+    /// Trusts server certificates of `ca`; shows `certificate` when given.
+    pub fn new(ca: &TestCa, certificate: Option<&Leaf>) -> TlsClient {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.der()).unwrap();
+        let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+        let mut config = match certificate {
+            Some(leaf) => builder
+                .with_client_auth_cert(leaf.chain.clone(), leaf.key.clone_key())
+                .unwrap(),
+            None => builder.with_no_client_auth(),
+        };
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        TlsClient {
+            config: Arc::new(config),
+        }
+    }
+
+    /// One TLS connection to `addr` (server name `localhost`).
+    pub async fn connect(&self, addr: SocketAddr) -> std::io::Result<TlsStream<TcpStream>> {
+        self.handshake(TcpStream::connect(addr).await?).await
+    }
+
+    /// The TLS handshake on a TCP connection already open.
+    pub async fn handshake(&self, tcp: TcpStream) -> std::io::Result<TlsStream<TcpStream>> {
+        TlsConnector::from(Arc::clone(&self.config))
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+    }
+
+    /// The leaf certificate `addr` serves to a new connection.
+    pub async fn served_certificate(&self, addr: SocketAddr) -> Vec<u8> {
+        let stream = self.connect(addr).await.unwrap();
+        stream.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+    }
+
+    /// A gRPC channel to `addr` that opens a new TLS connection whenever it
+    /// needs one (lazily).
+    pub fn channel(&self, addr: SocketAddr) -> Channel {
+        let client = self.clone();
+        Endpoint::from_static("http://localhost").connect_with_connector_lazy(tower::service_fn(
+            move |_| {
+                let client = client.clone();
+                async move { client.connect(addr).await.map(TokioIo::new) }
+            },
+        ))
+    }
+}
+
+/// A gRPC channel over `stream` alone: once that connection is gone, every
+/// call fails, so a call that succeeds proves the connection still serves.
+pub fn channel_over(stream: TlsStream<TcpStream>) -> Channel {
+    let stream = Arc::new(Mutex::new(Some(stream)));
+    Endpoint::from_static("http://localhost").connect_with_connector_lazy(tower::service_fn(
+        move |_| {
+            let stream = stream.lock().unwrap().take();
+            async move {
+                stream.map(TokioIo::new).ok_or_else(|| {
+                    std::io::Error::other("the one connection of this channel is gone")
+                })
+            }
+        },
+    ))
+}
+
+/// A directory laid out as the kubelet lays out a Secret volume: the data
+/// in a timestamped directory, `..data` a symlink to it, and each key a
+/// symlink through `..data`. [`SecretVolume::rotate`] swaps `..data`
+/// atomically, as the kubelet does.
+pub struct SecretVolume {
+    pub dir: PathBuf,
+    version: usize,
+}
+
+impl SecretVolume {
+    /// The volume in `dir` holding `files` (name, contents).
+    pub fn new(dir: PathBuf, files: &[(&str, &str)]) -> SecretVolume {
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut volume = SecretVolume { dir, version: 0 };
+        volume.rotate(files);
+        for (name, _) in files {
+            std::os::unix::fs::symlink(format!("..data/{name}"), volume.dir.join(name)).unwrap();
+        }
+        volume
+    }
+
+    /// The path of key `name`, as a pod sees it.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Writes `files` into a new data directory and points `..data` at it
+    /// with one rename; the old data directory is removed.
+    pub fn rotate(&mut self, files: &[(&str, &str)]) {
+        self.version += 1;
+        let data = format!(
+            "..2026_01_01_00_00_{:02}.{}",
+            self.version,
+            std::process::id()
+        );
+        std::fs::create_dir(self.dir.join(&data)).unwrap();
+        for (name, contents) in files {
+            std::fs::write(self.dir.join(&data).join(name), contents).unwrap();
+        }
+        let old = std::fs::read_link(self.dir.join("..data")).ok();
+        let _ = std::fs::remove_file(self.dir.join("..data_tmp"));
+        std::os::unix::fs::symlink(&data, self.dir.join("..data_tmp")).unwrap();
+        std::fs::rename(self.dir.join("..data_tmp"), self.dir.join("..data")).unwrap();
+        if let Some(old) = old {
+            std::fs::remove_dir_all(self.dir.join(old)).unwrap();
+        }
+    }
+}
+
+/// TLS settings that serve `server`, and require client certificates of
+/// `client_ca` when given.
+pub fn tls_settings(server: &Leaf, client_ca: Option<&TestCa>) -> portone_facade::tls::TlsSettings {
+    portone_facade::tls::TlsSettings::load(portone_facade::tls::TlsFiles::new(
+        &server.cert_file,
+        &server.key_file,
+        client_ca.map(TestCa::cert_file),
+    ))
+    .unwrap()
+}
+
+/// Replaces `path` with `contents` in one rename, so that no reader sees
+/// half of it.
+pub fn write_atomically(path: &Path, contents: &str) {
+    let temporary = path.with_extension("tmp");
+    std::fs::write(&temporary, contents).unwrap();
+    std::fs::rename(&temporary, path).unwrap();
+}
+
+/// Asserts that `status` is the client's own report of a connection the
+/// server would not serve (a failed handshake, a closed connection): no
+/// answer of the facade, which would carry `ErrorInfo`.
+pub fn assert_connection_refused(status: &tonic::Status) {
+    use tonic_types::StatusExt;
+    assert!(
+        matches!(
+            status.code(),
+            tonic::Code::Unavailable | tonic::Code::Unknown
+        ),
+        "{status:?}"
+    );
+    assert!(status.get_details_error_info().is_none(), "{status:?}");
 }
