@@ -84,6 +84,14 @@ impl Policy {
             if entry.identity.trim().is_empty() {
                 return Err(format!("callers[{n}].identity is empty"));
             }
+            // A certificate's name never has surrounding spaces: such an
+            // entry could never match, so it is a typo to report.
+            if entry.identity.trim() != entry.identity {
+                return Err(format!(
+                    "callers[{n}].identity {:?} has leading or trailing whitespace",
+                    entry.identity
+                ));
+            }
             let mut allowed = Allowed::default();
             for (m, rule) in entry.allow.into_iter().enumerate() {
                 let at = || format!("callers[{n}].allow[{m}]");
@@ -280,6 +288,10 @@ mod tests {
             (
                 r#"{"callers": [{"identity": " ", "allow": []}]}"#,
                 "callers[0].identity is empty",
+            ),
+            (
+                r#"{"callers": [{"identity": "billing.payments.svc ", "allow": []}]}"#,
+                "callers[0].identity \"billing.payments.svc \" has leading or trailing whitespace",
             ),
             (
                 r#"{"callers": [{"identity": "a", "allow": ["PaymentPrepareService/*"]}]}"#,

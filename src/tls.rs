@@ -54,6 +54,14 @@ pub enum TlsError {
         /// What is wrong.
         reason: String,
     },
+    /// A PEM block of the certificate file holds no certificate rustls can read.
+    #[error("{file} holds a certificate that cannot be used: {reason}")]
+    BadCertificate {
+        /// The setting and its path.
+        file: SettingFile,
+        /// Why.
+        reason: String,
+    },
     /// The key is of a kind that cannot sign.
     #[error("{file} holds a key that cannot be used: {reason}")]
     BadKey {
@@ -192,6 +200,12 @@ fn parse_pair(
         rustls::Error::InconsistentKeys(_) => TlsError::Mismatch {
             cert: files.cert.clone(),
             key: files.key.clone(),
+        },
+        // The leaf is parsed while the pair is checked: a PEM block that
+        // holds no real certificate is the certificate file's fault.
+        rustls::Error::InvalidCertificate(reason) => TlsError::BadCertificate {
+            file: files.cert.clone(),
+            reason: format!("{reason:?}"),
         },
         other => TlsError::BadKey {
             file: files.key.clone(),
@@ -375,13 +389,20 @@ fn identity_of(der: &[u8]) -> Option<String> {
         .flatten()
         .map(|extension| extension.value.general_names.as_slice())
         .unwrap_or_default();
+    // An empty name is no name: the next kind is tried.
     let uri = names.iter().find_map(|name| match name {
-        x509_parser::extensions::GeneralName::URI(uri) => Some(*uri),
+        x509_parser::extensions::GeneralName::URI(uri) if !uri.is_empty() => {
+            Some((*uri).to_owned())
+        }
         _ => None,
     });
+    // DNS names are case-insensitive: one spelling, so that a policy entry
+    // in lower case matches `Billing.Payments.svc`.
     let dns = || {
         names.iter().find_map(|name| match name {
-            x509_parser::extensions::GeneralName::DNSName(dns) => Some(*dns),
+            x509_parser::extensions::GeneralName::DNSName(dns) if !dns.is_empty() => {
+                Some(dns.to_ascii_lowercase())
+            }
             _ => None,
         })
     };
@@ -389,12 +410,11 @@ fn identity_of(der: &[u8]) -> Option<String> {
         certificate
             .subject()
             .iter_common_name()
-            .find_map(|name| name.as_str().ok())
+            .filter_map(|name| name.as_str().ok())
+            .find(|name| !name.is_empty())
+            .map(str::to_owned)
     };
-    uri.or_else(dns)
-        .or_else(common_name)
-        .filter(|identity| !identity.is_empty())
-        .map(str::to_owned)
+    uri.or_else(dns).or_else(common_name)
 }
 
 #[cfg(test)]
@@ -431,5 +451,34 @@ mod tests {
         let cn_only = certificate(Some("cn"), vec![]);
         assert_eq!(identity_of(&cn_only).as_deref(), Some("cn"));
         assert_eq!(identity_of(&certificate(None, vec![])), None);
+    }
+
+    #[test]
+    fn a_dns_identity_is_read_in_lower_case() {
+        let dns = SanType::DnsName("Billing.Payments.SVC".try_into().unwrap());
+        assert_eq!(
+            identity_of(&certificate(None, vec![dns])).as_deref(),
+            Some("billing.payments.svc")
+        );
+    }
+
+    #[test]
+    fn a_certificate_file_of_junk_in_pem_is_blamed_on_the_certificate_file() {
+        let dir = std::env::temp_dir().join(format!("tls-junk-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let cert = dir.join("tls.crt");
+        let key_file = dir.join("tls.key");
+        std::fs::write(
+            &cert,
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        std::fs::write(&key_file, key.serialize_pem()).unwrap();
+        let error = TlsSettings::load(TlsFiles::new(cert, key_file, None::<std::path::PathBuf>))
+            .unwrap_err()
+            .to_string();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(error.contains("TLS_CERT_FILE"), "{error}");
     }
 }

@@ -121,10 +121,10 @@ impl PaymentVerificationService for VerificationApi {
                 .map(|uid| uid.as_str().to_owned());
         });
         let response = self.verify(&request, deadline).await?;
-        // The order the payment is for (the caller's, or the payment's own
-        // when the caller named none), and what the check found.
+        // The order the caller asked about; when it named none, the
+        // payment's own. And what the check found.
         audit.note(|line| {
-            if let Some(payment) = &response.payment {
+            if let (None, Some(payment)) = (&line.merchant_uid, &response.payment) {
                 line.merchant_uid = Some(payment.merchant_uid.clone());
             }
             line.verdict = Some(response.verdict().as_str_name());
