@@ -84,12 +84,7 @@ fn read(uid: &str) -> GetPreparedPaymentRequest {
 }
 
 fn with_traceparent<T>(message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    let traceparent = format!("00-{CALLER_TRACE_ID}-{CALLER_SPAN_ID}-01");
-    request
-        .metadata_mut()
-        .insert("traceparent", traceparent.parse().unwrap());
-    request
+    support::with_traceparent(message, CALLER_TRACE_ID, CALLER_SPAN_ID)
 }
 
 /// Every line `process` wrote, once it exited after SIGTERM (so the trail

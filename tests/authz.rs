@@ -20,9 +20,9 @@ use portone_facade::{
 use rcgen::SanType;
 use support::{
     Facade, assert_error, error_info, link_request, merchant_uid,
-    process::{FacadeProc, Output, binary},
+    process::{FacadeProc, Output},
     settings,
-    tls::{TestCa, TlsClient, tls_settings, write_atomically},
+    tls::{TestCa, TlsClient, mutual_tls_command, tls_settings, write_atomically},
 };
 use tokio_stream::StreamExt;
 use tonic::{Code, transport::Channel};
@@ -263,16 +263,10 @@ async fn a_broken_policy_at_reload_is_ignored_and_the_previous_one_stays_in_forc
 /// The binary with `--sandbox`, mutual TLS with certificates of `ca`, and
 /// `policy`; `env` besides.
 fn facade_process(ca: &TestCa, policy: &str, env: &[(&str, &str)]) -> FacadeProc {
-    let server = ca.server("server");
     let file = ca.path("policy.json");
     std::fs::write(&file, policy).unwrap();
-    let mut command = binary();
-    command
-        .args(["--sandbox", "--listen-addr", "127.0.0.1:0"])
-        .env("TLS_CERT_FILE", &server.cert_file)
-        .env("TLS_KEY_FILE", &server.key_file)
-        .env("TLS_CLIENT_CA_FILE", ca.cert_file())
-        .env("AUTHZ_POLICY_FILE", &file);
+    let mut command = mutual_tls_command(ca);
+    command.env("AUTHZ_POLICY_FILE", &file);
     for (name, value) in env {
         command.env(name, value);
     }
@@ -288,14 +282,7 @@ async fn denied_calls_are_counted_by_caller_and_rpc_at_metrics() {
         &[("METRICS_LISTEN_ADDR", "127.0.0.1:0")],
     );
     let metrics_addr = process
-        .startup_lines
-        .iter()
-        .find_map(|line| {
-            let json: serde_json::Value = serde_json::from_str(line).ok()?;
-            (json["message"] == "serving metrics at /metrics")
-                .then(|| json["local_addr"].as_str().map(str::to_owned))
-                .flatten()
-        })
+        .logged_addr("serving metrics at /metrics")
         .expect("a `serving metrics` line");
     let certificate = ca.client(
         "checkout",

@@ -13,8 +13,8 @@ use portone_facade::pb::{
     GetPreparedPaymentRequest, payment_prepare_service_client::PaymentPrepareServiceClient,
 };
 use support::{
-    process::{FacadeProc, Output, binary},
-    tls::{TestCa, TlsClient, assert_connection_refused},
+    process::{FacadeProc, Output},
+    tls::{TestCa, TlsClient, assert_connection_refused, mutual_tls_command},
 };
 use tonic::{Code, transport::Channel};
 use tonic_health::pb::{
@@ -24,27 +24,14 @@ use tonic_health::pb::{
 /// The facade serving mutual TLS on its main port, `HEALTH_LISTEN_ADDR`
 /// on an ephemeral port, with `env` besides; and the health port.
 fn facade(ca: &TestCa, env: &[(&str, &str)]) -> (FacadeProc, SocketAddr) {
-    let server = ca.server("server");
-    let mut command = binary();
-    command
-        .args(["--sandbox", "--listen-addr", "127.0.0.1:0"])
-        .env("TLS_CERT_FILE", &server.cert_file)
-        .env("TLS_KEY_FILE", &server.key_file)
-        .env("TLS_CLIENT_CA_FILE", ca.cert_file())
-        .env("HEALTH_LISTEN_ADDR", "127.0.0.1:0");
+    let mut command = mutual_tls_command(ca);
+    command.env("HEALTH_LISTEN_ADDR", "127.0.0.1:0");
     for (name, value) in env {
         command.env(name, value);
     }
     let process = FacadeProc::start(command, Output::Logs).unwrap();
     let health_addr = process
-        .startup_lines
-        .iter()
-        .find_map(|line| {
-            let json: serde_json::Value = serde_json::from_str(line).ok()?;
-            (json["message"] == "serving grpc.health.v1 in plaintext")
-                .then(|| json["local_addr"].as_str()?.parse().ok())
-                .flatten()
-        })
+        .logged_addr("serving grpc.health.v1 in plaintext")
         .expect("a `serving grpc.health.v1` line");
     (process, health_addr)
 }

@@ -38,14 +38,7 @@ async fn every_metric_an_operator_watches_is_scraped_from_metrics() {
         .env("MAX_IN_FLIGHT", "4");
     let process = FacadeProc::start(command, Output::Logs).unwrap();
     let metrics_addr = process
-        .startup_lines
-        .iter()
-        .find_map(|line| {
-            let json: serde_json::Value = serde_json::from_str(line).ok()?;
-            (json["message"] == "serving metrics at /metrics")
-                .then(|| json["local_addr"].as_str().map(str::to_owned))
-                .flatten()
-        })
+        .logged_addr("serving metrics at /metrics")
         .expect("a `serving metrics` line");
     let channel = Channel::from_shared(format!("http://{}", process.addr))
         .unwrap()

@@ -50,12 +50,7 @@ fn channel(process: &FacadeProc) -> Channel {
 }
 
 fn with_traceparent<T>(message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    let traceparent = format!("00-{CALLER_TRACE_ID}-{CALLER_SPAN_ID}-01");
-    request
-        .metadata_mut()
-        .insert("traceparent", traceparent.parse().unwrap());
-    request
+    support::with_traceparent(message, CALLER_TRACE_ID, CALLER_SPAN_ID)
 }
 
 fn prepare(uid: &str) -> PreparePaymentRequest {

@@ -280,3 +280,13 @@ pub async fn sandbox_payment(sandbox_url: &str, body: serde_json::Value) -> Stri
         .unwrap_or_else(|| panic!("no imp_uid in {json}"))
         .to_owned()
 }
+
+/// `message` with a sampled W3C `traceparent` of the caller's trace and span.
+pub fn with_traceparent<T>(message: T, trace_id: &str, span_id: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    let traceparent = format!("00-{trace_id}-{span_id}-01");
+    request
+        .metadata_mut()
+        .insert("traceparent", traceparent.parse().unwrap());
+    request
+}

@@ -372,6 +372,17 @@ pub struct FacadeProc {
 }
 
 impl FacadeProc {
+    /// The `local_addr` of the start-up log line whose message is `message`
+    /// (`serving metrics at /metrics`, `serving grpc.health.v1 in plaintext`).
+    pub fn logged_addr(&self, message: &str) -> Option<SocketAddr> {
+        self.startup_lines.iter().find_map(|line| {
+            let json: serde_json::Value = serde_json::from_str(line).ok()?;
+            (json["message"] == message)
+                .then(|| json["local_addr"].as_str()?.parse().ok())
+                .flatten()
+        })
+    }
+
     /// Starts `command` (JSON logs, such as [`facade_command`]'s) and waits
     /// for its `listening` log line.
     pub fn start(command: Command, output: Output) -> Result<FacadeProc, String> {

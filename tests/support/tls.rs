@@ -316,3 +316,16 @@ pub fn assert_connection_refused(status: &tonic::Status) {
     );
     assert!(status.get_details_error_info().is_none(), "{status:?}");
 }
+
+/// The binary with `--sandbox` on an ephemeral loopback port, serving mutual
+/// TLS with a server certificate of `ca` and client certificates of `ca`.
+pub fn mutual_tls_command(ca: &TestCa) -> std::process::Command {
+    let server = ca.server("server");
+    let mut command = super::process::binary();
+    command
+        .args(["--sandbox", "--listen-addr", "127.0.0.1:0"])
+        .env("TLS_CERT_FILE", &server.cert_file)
+        .env("TLS_KEY_FILE", &server.key_file)
+        .env("TLS_CLIENT_CA_FILE", ca.cert_file());
+    command
+}
