@@ -25,7 +25,17 @@
 //!   facade and their ratio, added mean and p99 latency at 1 in flight
 //!   (− direct) and their ratios; RSS with 10,000 calls in flight against the
 //!   fixed upstream answering after 1 s (`MAX_IN_FLIGHT` raised, 16
-//!   connections); idle RSS and spawn → `SERVING` of fresh facades there.
+//!   connections); idle RSS and spawn → `SERVING` of fresh facades there;
+//! - **what TLS costs** (issues 14 and 16; `facade/tls_cost.rs`), with the
+//!   cases beside the floor or alone: a plaintext and a mutual-TLS facade
+//!   side by side in front of the fixed upstream, the load generator a
+//!   tonic client with `ClientTlsConfig`. Warm connections: GetPreparedPayment
+//!   at 1 and 32 in flight over 4 connections opened before, throughput
+//!   mTLS ÷ plaintext, CPU per RPC of each and the difference, p50/p99 at 1
+//!   in flight. New connections (200 of each kind, 20 in smoke), one after
+//!   another, each connect, handshake, HTTP/2, one call, close: time to the
+//!   answer (median, p99) and facade CPU per connection, for plaintext,
+//!   mutual TLS with a full handshake and mutual TLS resumed.
 //!
 //! The floor and the fixed upstream are this executable started again with
 //! a role argument (`bench-floor`, `bench-upstream`), so that they are built
@@ -45,8 +55,9 @@
 //! `BENCH_FACADE_ENV` (`NAME=value` pairs separated by spaces) is added to
 //! every facade process's environment, and the floor's. `BENCH_ONLY=tracing`
 //! runs only the tracing comparison, `BENCH_ONLY=floor` only the cases
-//! beside the floor (about a minute; no sandbox), the other figures then absent
-//! from the report. `BENCH_FLOOR_RUNTIME=current_thread` runs the floor on a
+//! beside the floor and what TLS costs (about a minute and a half; no
+//! sandbox), `BENCH_ONLY=tls` only what TLS costs (about 40 s), the other
+//! figures then absent from the report. `BENCH_FLOOR_RUNTIME=current_thread` runs the floor on a
 //! `current_thread` runtime (default `multi_thread`, the facade's).
 //! `BENCH_ONLY=profile` loads one facade started under
 //! `BENCH_FACADE_WRAPPER` (a profiler's command line, split at spaces) and
@@ -69,6 +80,8 @@ mod profile;
 mod report;
 #[path = "../tests/support/mod.rs"]
 mod support;
+#[path = "facade/tls_cost.rs"]
+mod tls_cost;
 
 use std::{
     collections::BTreeMap,
@@ -132,6 +145,9 @@ struct Config {
     floor_in_flight: usize,
     floor_in_flight_delay: Duration,
     floor_in_flight_connections: usize,
+    /// What TLS costs: sequential new connections per kind (plaintext,
+    /// mutual TLS with a full handshake, mutual TLS resumed).
+    tls_new_connections: usize,
     out_dir: PathBuf,
 }
 
@@ -147,6 +163,9 @@ enum Only {
     Floor,
     /// `profile`: one facade under load for a profiler ([`profile`]).
     Profile,
+    /// `tls`: what TLS costs, a plaintext and a mutual-TLS facade side by
+    /// side ([`tls_cost`]; also part of `floor`).
+    Tls,
 }
 
 impl Only {
@@ -156,8 +175,9 @@ impl Only {
             Ok("tracing") => Ok(Only::Tracing),
             Ok("floor") => Ok(Only::Floor),
             Ok("profile") => Ok(Only::Profile),
+            Ok("tls") => Ok(Only::Tls),
             Ok(other) => Err(format!(
-                "BENCH_ONLY={other}: expected tracing, floor or profile"
+                "BENCH_ONLY={other}: expected tracing, floor, tls or profile"
             )),
         }
     }
@@ -196,6 +216,7 @@ impl Config {
                 floor_in_flight: 200,
                 floor_in_flight_delay: Duration::from_secs(1),
                 floor_in_flight_connections: 16,
+                tls_new_connections: 20,
                 out_dir: PathBuf::new(),
             }
         } else {
@@ -219,6 +240,7 @@ impl Config {
                 floor_in_flight: 10_000,
                 floor_in_flight_delay: Duration::from_secs(1),
                 floor_in_flight_connections: 16,
+                tls_new_connections: 200,
                 out_dir: PathBuf::new(),
             }
         };
@@ -359,8 +381,10 @@ fn main() -> ExitCode {
     report.meta.duration_s = started.elapsed().as_secs_f64();
     report.meta.loadavg_end = loadavg();
     report.targets = targets(&report, &config);
-    if matches!(config.only, Only::All | Only::Floor) {
-        report.floor_targets = beside_floor::targets(&report);
+    match config.only {
+        Only::All | Only::Floor => report.floor_targets = beside_floor::targets(&report),
+        Only::Tls => report.floor_targets = vec![tls_cost::target(&report)],
+        Only::Tracing | Only::Profile => {}
     }
     report.cases_passed = tally.passed;
     report.cases_failed = tally.failed;
@@ -413,6 +437,10 @@ async fn run(config: &Config, report: &mut Report, tally: &mut Tally) -> Result<
             return Ok(());
         }
         Only::Profile => return profile::run(config, tally, ticks).await,
+        Only::Tls => {
+            tls_cost::run(config, report, tally, ticks).await;
+            return Ok(());
+        }
         Only::All | Only::Tracing => {}
     }
     let only_tracing = config.only == Only::Tracing;
@@ -773,9 +801,21 @@ async fn wait_serving_within(
     spawned_at: Instant,
     limit: Duration,
 ) -> Result<(Duration, u32), String> {
-    let deadline = Instant::now() + limit;
     let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|error| format!("endpoint: {error}"))?
+        .map_err(|error| format!("endpoint: {error}"))?;
+    wait_serving_over(endpoint, addr, spawned_at, limit).await
+}
+
+/// [`wait_serving_within`] through `endpoint` (a TLS one for a facade
+/// serving TLS) to the facade at `addr`.
+async fn wait_serving_over(
+    endpoint: Endpoint,
+    addr: SocketAddr,
+    spawned_at: Instant,
+    limit: Duration,
+) -> Result<(Duration, u32), String> {
+    let deadline = Instant::now() + limit;
+    let endpoint = endpoint
         .connect_timeout(Duration::from_millis(500))
         .timeout(Duration::from_millis(500))
         .tcp_nodelay(true);
@@ -785,7 +825,7 @@ async fn wait_serving_within(
         if client.is_none() {
             match endpoint.connect().await {
                 Ok(channel) => client = Some(HealthClient::new(channel)),
-                Err(error) => last_error = error.to_string(),
+                Err(error) => last_error = format!("{error:?}"),
             }
         }
         if let Some(health) = client.as_mut() {

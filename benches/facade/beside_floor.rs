@@ -1,8 +1,8 @@
 //! The facade beside the floor and the direct path, all three against the
 //! fixed upstream, in one run (issue 16): CPU per RPC, added mean and p99
 //! latency, RSS with many calls in flight against a slow upstream, idle RSS
-//! and spawn → `SERVING` of fresh facades; and the targets that speak of
-//! them.
+//! and spawn → `SERVING` of fresh facades; what TLS costs there
+//! (`tls_cost`); and the targets that speak of them.
 
 use std::{env, process::Command, sync::Arc, time::Duration};
 
@@ -71,11 +71,9 @@ pub async fn run(config: &Config, report: &mut Report, tally: &mut Tally, ticks:
         Err(error) => tally.broken("beside the floor", error),
     }
     floor.compute_figures();
-    // The place for the mTLS case (issue 16, "with mTLS ÷ plaintext, warm
-    // connections"): a facade started with TLS_CERT_FILE, TLS_KEY_FILE and
-    // TLS_CLIENT_CA_FILE from tests/support/tls.rs beside a plaintext one,
-    // both in front of the fixed upstream, at the reference concurrency over
-    // connections opened before the measurement; not built yet.
+    // Issue 16's "with mTLS ÷ plaintext, warm connections", and what TLS
+    // costs per RPC and per new connection.
+    crate::tls_cost::run(config, report, tally, ticks).await;
     match fresh_facades(config).await {
         Ok(fresh) => {
             let errors = u64::from(fresh.first_error.is_some());
@@ -347,7 +345,6 @@ pub fn targets(report: &Report) -> Vec<report::Target> {
             "",
             0.95,
         ),
-        // Not measured yet: see the place for the mTLS case in `run`.
-        T::at_least("with mTLS ÷ plaintext, warm connections", None, "", 0.9),
+        crate::tls_cost::target(report),
     ]
 }

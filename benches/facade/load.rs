@@ -19,7 +19,7 @@ use portone_facade::pb::{
 };
 use reqwest::header::{AUTHORIZATION, HeaderValue};
 use tokio::task::JoinSet;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use crate::{
     procfs,
@@ -161,17 +161,19 @@ pub struct Facade {
 }
 
 impl Facade {
-    /// Opens `connections` HTTP/2 connections to `addr`.
+    /// Opens `connections` plaintext HTTP/2 connections to `addr`.
     pub async fn connect(addr: SocketAddr, connections: usize) -> Result<Facade, String> {
+        Facade::connect_with(&plaintext_endpoint(addr)?, connections).await
+    }
+
+    /// Opens `connections` HTTP/2 connections through `endpoint` (plaintext
+    /// or TLS), before any call.
+    pub async fn connect_with(endpoint: &Endpoint, connections: usize) -> Result<Facade, String> {
         let mut lanes = Vec::with_capacity(connections);
         for _ in 0..connections.max(1) {
-            let channel = Endpoint::from_shared(format!("http://{addr}"))
-                .map_err(|error| format!("endpoint: {error}"))?
-                .connect_timeout(Duration::from_secs(5))
-                .tcp_nodelay(true)
-                .connect()
-                .await
-                .map_err(|error| format!("connect to the facade at {addr}: {error}"))?;
+            let channel = endpoint.connect().await.map_err(|error| {
+                format!("connect to the facade at {}: {error:?}", endpoint.uri())
+            })?;
             lanes.push(PaymentPrepareServiceClient::new(channel));
         }
         Ok(Facade { lanes })
@@ -220,6 +222,31 @@ impl Facade {
             )),
         }
     }
+}
+
+/// The load generator's plaintext endpoint for the facade at `addr`.
+pub fn plaintext_endpoint(addr: SocketAddr) -> Result<Endpoint, String> {
+    Endpoint::from_shared(format!("http://{addr}"))
+        .map(with_connection_options)
+        .map_err(|error| format!("endpoint: {error}"))
+}
+
+/// The same over TLS, as a tonic client configures it (`ClientTlsConfig`:
+/// the CA to trust, the client certificate for mutual TLS, the server
+/// name). Each endpoint builds its own rustls client configuration, so a
+/// new endpoint resumes no session of another.
+pub fn tls_endpoint(addr: SocketAddr, tls: ClientTlsConfig) -> Result<Endpoint, String> {
+    Endpoint::from_shared(format!("https://{addr}"))
+        .map_err(|error| format!("endpoint: {error}"))?
+        .tls_config(tls)
+        .map(with_connection_options)
+        .map_err(|error| format!("TLS endpoint: {error:?}"))
+}
+
+fn with_connection_options(endpoint: Endpoint) -> Endpoint {
+    endpoint
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true)
 }
 
 /// Either path.

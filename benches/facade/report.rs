@@ -142,7 +142,8 @@ pub struct Case {
     /// `read` or `write`.
     pub op: &'static str,
     pub rpc: &'static str,
-    /// `direct`, `facade`, or (beside the floor) `floor`.
+    /// `direct`, `facade`, or (beside the floor) `floor`, or (what TLS
+    /// costs) `plaintext` and `mtls`.
     pub path: &'static str,
     pub concurrency: Option<usize>,
     pub rate: Option<f64>,
@@ -539,6 +540,8 @@ pub struct Report {
     pub main_facade_idle_rss_mib: Option<f64>,
     /// The facade beside the floor on the fixed upstream.
     pub floor: Option<Floor>,
+    /// A plaintext and a mutual-TLS facade side by side on the fixed upstream.
+    pub tls: Option<crate::tls_cost::TlsCost>,
     pub targets: Vec<Target>,
     /// The targets of the Performance issue that speak of the floor and the
     /// fixed upstream.
@@ -816,6 +819,9 @@ impl Report {
 
         if let Some(floor) = &self.floor {
             floor.markdown(&mut md);
+        }
+        if let Some(tls) = &self.tls {
+            tls.markdown(&mut md);
         }
 
         if self.startup.is_some()
