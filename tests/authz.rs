@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 use portone_facade::{
     authz::PolicySettings,
     pb::{
-        GetPreparedPaymentRequest, PreparePaymentRequest,
+        GetPaymentRequest, GetPreparedPaymentRequest, PreparePaymentRequest, VerifyPaymentRequest,
         payment_link_service_client::PaymentLinkServiceClient,
         payment_prepare_service_client::PaymentPrepareServiceClient,
+        payment_verification_service_client::PaymentVerificationServiceClient,
     },
     sandbox::{Endpoint, Sandbox},
 };
@@ -34,6 +35,8 @@ const CHECKOUT: &str = "spiffe://cluster.local/ns/checkout/sa/checkout";
 const PREPARE: &str = "portone.facade.v1.PaymentPrepareService/PreparePayment";
 const GET: &str = "portone.facade.v1.PaymentPrepareService/GetPreparedPayment";
 const CREATE_LINK: &str = "portone.facade.v1.PaymentLinkService/CreatePaymentLink";
+const GET_PAYMENT: &str = "portone.facade.v1.PaymentVerificationService/GetPayment";
+const VERIFY: &str = "portone.facade.v1.PaymentVerificationService/VerifyPayment";
 
 /// A policy that allows `CHECKOUT` the entries `allow`.
 fn policy_for_checkout(allow: &[&str]) -> String {
@@ -134,6 +137,32 @@ async fn an_exact_method_entry_allows_that_method_and_no_other() {
     assert_denied(create_link(&channel).await, CREATE_LINK);
     assert_eq!(sandbox.calls(Endpoint::PreparePayment), 0);
     assert_eq!(sandbox.calls(Endpoint::CreateLink), 0);
+}
+
+#[tokio::test]
+async fn the_policy_allows_and_denies_the_verification_rpcs_one_by_one() {
+    let ca = TestCa::new("verification CA");
+    let (sandbox, facade) = facade_with_policy(&ca, &policy_for_checkout(&[GET_PAYMENT])).await;
+    let channel = as_checkout(&ca, &facade);
+    let mut verification = PaymentVerificationServiceClient::new(channel);
+    // Allowed: it reaches PortOne, which knows no such payment.
+    let unknown = verification
+        .get_payment(GetPaymentRequest {
+            imp_uid: "imp_unknown".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_error(&unknown, Code::NotFound, "NOT_FOUND");
+    assert_eq!(sandbox.calls(Endpoint::GetPayment), 1);
+    let denied = verification
+        .verify_payment(VerifyPaymentRequest {
+            imp_uid: "imp_unknown".into(),
+            merchant_uid: String::new(),
+        })
+        .await
+        .map(drop);
+    assert_denied(denied, VERIFY);
+    assert_eq!(sandbox.calls(Endpoint::GetPayment), 1);
 }
 
 #[tokio::test]
