@@ -11,8 +11,9 @@
 //!   p50/p99/p99.9, facade CPU per RPC, facade peak RSS, errors;
 //! - the read path in an open loop at a fixed rate (50% of the facade's c=32
 //!   throughput), latency from each call's scheduled send time;
-//! - tracing exported over OTLP/gRPC to an in-bench sink vs not, at 100% and
-//!   at `parentbased_traceidratio` 0.1 sampling; and, with
+//! - tracing exported over OTLP/gRPC to an in-bench sink vs not, at 100%, at
+//!   `parentbased_traceidratio` 0.1 and at `always_off` sampling, both
+//!   facades exporting their metrics to the sink alike; and, with
 //!   `BENCH_BASELINE_BIN=<another build's binary>`, this build against that
 //!   one, both untraced;
 //! - idle RSS, RSS with 1000 calls in flight, spawn → health `SERVING`, and
@@ -602,8 +603,8 @@ async fn run(config: &Config, report: &mut Report, tally: &mut Tally) -> Result<
             Some("0.1"),
             0.1,
         ),
-        // What tracing costs when no span is kept: the metrics, and the
-        // unsampled spans' context and propagation.
+        // What tracing costs when no span is kept: the unsampled spans'
+        // context and propagation.
         Pair::traced("telemetry on, sampler always_off", "always_off", None, 0.0),
     ];
     if let Some(baseline) = env::var("BENCH_BASELINE_BIN")
@@ -987,7 +988,17 @@ async fn tracing(
     }
     let traced = sampler.is_some();
     let sampled = sampler.map_or(0.0, |(_, _, sampled)| sampled);
-    let plain_proc = start_facade(sandbox, None, &[])?;
+    // Both facades export metrics alike, so that the pair differs only in
+    // its traces.
+    let plain_env = if traced {
+        vec![(
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+            format!("http://{}", sink.addr),
+        )]
+    } else {
+        Vec::new()
+    };
+    let plain_proc = start_facade(sandbox, None, &plain_env)?;
     let mut otel_proc = start_facade(sandbox, on_binary.as_deref(), &env)?;
     wait_serving(plain_proc.addr, plain_proc.spawned_at).await?;
     wait_serving(otel_proc.addr, otel_proc.spawned_at).await?;

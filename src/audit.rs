@@ -47,7 +47,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use opentelemetry::trace::TraceId;
+use opentelemetry::{metrics::ObservableCounter, trace::TraceId};
 use serde::{Serialize, Serializer};
 use tracing_appender::non_blocking::{ErrorCounter, NonBlocking, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::fmt::{
@@ -55,11 +55,7 @@ use tracing_subscriber::fmt::{
     time::{FormatTime, SystemTime},
 };
 
-use crate::{
-    config::AuditLog,
-    identity::Caller,
-    telemetry::{DroppedAuditLines, code_name},
-};
+use crate::{config::AuditLog, error::code_name, identity::Caller, telemetry::dropped_audit_lines};
 
 /// Lines that may wait for stdout before new ones are dropped (and counted).
 /// A line is 200 to 500 bytes, so a full queue holds at most about 8 MB: a
@@ -76,7 +72,7 @@ static SINK: OnceLock<Sink> = OnceLock::new();
 /// The installed audit trail; [`AuditTrail::shutdown`] flushes it.
 pub struct AuditTrail {
     guard: WorkerGuard,
-    _dropped_metric: DroppedAuditLines,
+    _dropped_metric: ObservableCounter<u64>,
 }
 
 impl AuditTrail {
@@ -91,9 +87,7 @@ impl AuditTrail {
         let (sink, guard) = Sink::new(io::stdout(), QUEUED_LINES);
         let dropped = sink.dropped.clone();
         SINK.set(sink).ok()?;
-        let dropped_metric = DroppedAuditLines::observe(move || {
-            u64::try_from(dropped.dropped_lines()).unwrap_or(u64::MAX)
-        });
+        let dropped_metric = dropped_audit_lines(move || dropped.dropped_lines());
         Some(AuditTrail {
             guard,
             _dropped_metric: dropped_metric,

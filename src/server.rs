@@ -48,7 +48,7 @@ use crate::{
         payment_verification_service_server::PaymentVerificationServiceServer,
     },
     portone::PortOneClient,
-    telemetry::{ActiveRequestsGauge, ServerCall, record_denied, record_shed},
+    telemetry::{Event, ServerCall, active_requests, count},
     tls::{TlsServer, TlsSettings},
 };
 
@@ -131,7 +131,8 @@ pub async fn serve(
         )
         .prepare();
     let in_flight = InFlight::new(options.max_in_flight);
-    let _active_requests = ActiveRequestsGauge::observe(Arc::clone(&in_flight.count));
+    let active = Arc::clone(&in_flight.count);
+    let _active_requests = active_requests(move || active.load(Ordering::Relaxed));
     let tls = options.tls.map(TlsServer::start).transpose()?;
     let service = Guard {
         inner: routes,
@@ -368,7 +369,10 @@ where
             let caller = Caller::of(&request);
             let rpc = request.uri().path().trim_start_matches('/');
             if !authz.allows(caller.as_str(), rpc) {
-                record_denied(caller.as_str(), rpc);
+                count(Event::Denied {
+                    caller: caller.as_str(),
+                    rpc,
+                });
                 let response = to_status(FacadeError::CallerNotAllowed {
                     caller: caller.to_string(),
                     rpc: rpc.to_owned(),
@@ -385,7 +389,7 @@ where
                 Some(guard) => Some(guard),
                 None => {
                     let limit = self.in_flight.limit;
-                    record_shed();
+                    count(Event::Shed);
                     let response = to_status(FacadeError::Overloaded { limit }).into_http();
                     if let Some(call) = call {
                         call.finish(grpc_status(&response));

@@ -22,7 +22,7 @@ use crate::{
     ids::{ImpUid, LinkId, MerchantUid},
     money::{Amount, Money},
     secret::{ExposeSecret, SecretString},
-    telemetry::{in_token_span, record_retry, record_token_failure, record_token_fetch},
+    telemetry::{Event, count, in_token_span},
 };
 
 /// Where PortOne is and how to talk to it.
@@ -312,7 +312,7 @@ impl ClientInner {
         {
             Err(error) if error.http_status == Some(401) => {
                 self.tokens.invalidate(&token);
-                record_retry("unauthorized");
+                count(Event::Retried("unauthorized"));
                 let token = self.token(deadline).await?;
                 self.transport
                     .send(call, Some(&token.authorization), deadline)
@@ -340,10 +340,10 @@ impl ClientInner {
     /// caller's deadline cuts the refresh short for everybody; a failure is
     /// counted for the operator.
     async fn fetch_token(&self) -> Result<AccessToken, UpstreamError> {
-        record_token_fetch();
+        count(Event::TokenFetched);
         let fetched = self.request_token().await;
         if fetched.is_err() {
-            record_token_failure();
+            count(Event::TokenFailed);
         }
         fetched
     }

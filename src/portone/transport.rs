@@ -14,7 +14,7 @@ use super::{
 };
 use crate::{
     deadline::Deadline,
-    telemetry::{ClientAttempt, record_oversized_answer, record_retry, record_retry_refused},
+    telemetry::{ClientAttempt, Event, count},
 };
 
 /// Most attempts of one call.
@@ -161,11 +161,11 @@ impl Transport {
                     .unwrap_or_else(|| backoff(attempts));
                 if deadline.fits(wait) && wait <= self.attempt_timeout {
                     if !self.retry_budget.withdraw() {
-                        record_retry_refused();
+                        count(Event::RetryRefused);
                         return Err(failure.error);
                     }
                     tokio::time::sleep(wait).await;
-                    record_retry("transient");
+                    count(Event::Retried("transient"));
                     continue;
                 }
             }
@@ -185,23 +185,18 @@ impl Transport {
             return Err(deadline_gone());
         }
         let attempt = ClientAttempt::start(&call.method, call.span_name, &call.url);
-        let mut headers = HeaderMap::new();
-        attempt.inject_trace_headers(&mut headers);
+        let mut request = reqwest::Request::new(call.method.clone(), call.url.clone());
+        let headers = request.headers_mut();
+        attempt.inject_trace_headers(headers);
         if let Some(authorization) = authorization {
             headers.insert(header::AUTHORIZATION, authorization.clone());
         }
-        if let Some((_, content_type)) = &call.body {
+        if let Some((body, content_type)) = &call.body {
             headers.insert(header::CONTENT_TYPE, content_type.clone());
-        }
-        let mut request = self
-            .http
-            .request(call.method.clone(), call.url.clone())
-            .headers(headers);
-        if let Some((body, _)) = &call.body {
-            request = request.body(body.clone());
+            *request.body_mut() = Some(body.clone().into());
         }
         let exchange = async {
-            let mut response = request.send().await?;
+            let mut response = self.http.execute(request).await?;
             let status = response.status().as_u16();
             let headers = response.headers().clone();
             // Read in chunks and counted, so that no more than the limit is
@@ -229,7 +224,7 @@ impl Transport {
             }
             Ok(Ok(Read::TooLarge(status))) => {
                 attempt.answered(status, || None);
-                record_oversized_answer();
+                count(Event::OversizedAnswer);
                 Err(Failure {
                     error: UpstreamError {
                         kind: UpstreamErrorKind::Unavailable,

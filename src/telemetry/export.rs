@@ -197,28 +197,35 @@ fn resource() -> Resource {
     }
 }
 
+/// The exporter the `OTEL_*` variables describe for `$signal`, from the
+/// SDK's `$exporter` builder: gRPC or HTTP, with our TLS files when given.
+macro_rules! otlp_exporter {
+    ($exporter:ty, $signal:expr) => {{
+        let tls = TlsFiles::read($signal)?;
+        match protocol($signal)? {
+            Protocol::Grpc => <$exporter>::builder()
+                .with_tonic()
+                .with_tls_config(tls.tonic())
+                .build()?,
+            _ => {
+                let builder = <$exporter>::builder()
+                    .with_http()
+                    .with_protocol(Protocol::HttpBinary);
+                match tls.http_client($signal)? {
+                    Some(client) => builder.with_http_client(client).build()?,
+                    None => builder.build()?,
+                }
+            }
+        }
+    }};
+}
+
 /// Spans, batched by the SDK's processor (`OTEL_BSP_*`) and sampled as
 /// `OTEL_TRACES_SAMPLER` says.
 pub(super) fn tracer_provider() -> Result<SdkTracerProvider, BuildError> {
-    let tls = TlsFiles::read(Signal::Traces)?;
-    let exporter = match protocol(Signal::Traces)? {
-        Protocol::Grpc => SpanExporter::builder()
-            .with_tonic()
-            .with_tls_config(tls.tonic())
-            .build()?,
-        _ => {
-            let builder = SpanExporter::builder()
-                .with_http()
-                .with_protocol(Protocol::HttpBinary);
-            match tls.http_client(Signal::Traces)? {
-                Some(client) => builder.with_http_client(client).build()?,
-                None => builder.build()?,
-            }
-        }
-    };
     Ok(SdkTracerProvider::builder()
         .with_resource(resource())
-        .with_batch_exporter(exporter)
+        .with_batch_exporter(otlp_exporter!(SpanExporter, Signal::Traces))
         .build())
 }
 
@@ -230,7 +237,8 @@ pub(super) fn meter_provider(
 ) -> Result<SdkMeterProvider, BuildError> {
     let mut provider = SdkMeterProvider::builder().with_resource(resource());
     if otlp {
-        provider = provider.with_reader(PeriodicReader::builder(otlp_metric_exporter()?).build());
+        let exporter = otlp_exporter!(MetricExporter, Signal::Metrics);
+        provider = provider.with_reader(PeriodicReader::builder(exporter).build());
     }
     if let Some(registry) = prometheus {
         provider = provider.with_reader(
@@ -240,24 +248,4 @@ pub(super) fn meter_provider(
         );
     }
     Ok(provider.build())
-}
-
-/// The OTLP metric exporter the `OTEL_*` variables describe.
-fn otlp_metric_exporter() -> Result<MetricExporter, BuildError> {
-    let tls = TlsFiles::read(Signal::Metrics)?;
-    Ok(match protocol(Signal::Metrics)? {
-        Protocol::Grpc => MetricExporter::builder()
-            .with_tonic()
-            .with_tls_config(tls.tonic())
-            .build()?,
-        _ => {
-            let builder = MetricExporter::builder()
-                .with_http()
-                .with_protocol(Protocol::HttpBinary);
-            match tls.http_client(Signal::Metrics)? {
-                Some(client) => builder.with_http_client(client).build()?,
-                None => builder.build()?,
-            }
-        }
-    })
 }

@@ -1,18 +1,13 @@
 //! The metric instruments. They are made on the global meter provider when
 //! a metric exporter starts; without one, none exist and nothing is
-//! recorded.
+//! recorded, not even the attributes built.
 
-use std::sync::{
-    Arc, OnceLock,
-    atomic::{AtomicUsize, Ordering},
-};
+use std::sync::OnceLock;
 
 use opentelemetry::{
     KeyValue, global,
-    metrics::{Counter, Histogram, ObservableCounter, ObservableUpDownCounter},
+    metrics::{Counter, Histogram, Meter, ObservableCounter, ObservableUpDownCounter},
 };
-
-use super::spans::split_rpc;
 
 /// Seconds; fine enough at the low end for a facade that adds microseconds.
 const DURATION_BUCKETS: [f64; 15] = [
@@ -20,37 +15,107 @@ const DURATION_BUCKETS: [f64; 15] = [
     10.0,
 ];
 
-/// Every instrument the facade records.
+/// Something counted, with its attributes.
+pub(crate) enum Event<'a> {
+    /// One getToken call made.
+    TokenFetched,
+    /// One getToken call that gave no token.
+    TokenFailed,
+    /// One upstream attempt repeated; the reason is `transient` or
+    /// `unauthorized`.
+    Retried(&'static str),
+    /// One retry that the retry budget refused.
+    RetryRefused,
+    /// One call refused as OVERLOADED.
+    Shed,
+    /// One PortOne answer refused as too large.
+    OversizedAnswer,
+    /// One call of `rpc` (`package.Service/Method`) that the policy refused
+    /// `caller`.
+    Denied { caller: &'a str, rpc: &'a str },
+}
+
+/// Each counter's name and description, in the order of [`Event::index`].
+const COUNTERS: [(&str, &str); 7] = [
+    (
+        "portone.token.refreshes",
+        "PortOne access tokens fetched (getToken calls)",
+    ),
+    (
+        "portone.token.failures",
+        "getToken calls that gave no token (refused, failed or unreadable)",
+    ),
+    (
+        "portone.upstream.retries",
+        "Upstream attempts repeated after a transient failure or a 401",
+    ),
+    (
+        "portone.upstream.retries_refused",
+        "Retries the retry budget refused (20% of the calls of the last 10 s, plus 3/s)",
+    ),
+    (
+        "rpc.server.shed",
+        "Calls refused as OVERLOADED because MAX_IN_FLIGHT were in flight",
+    ),
+    (
+        "portone.upstream.oversized_answers",
+        "PortOne answers refused unread past 1 MiB",
+    ),
+    (
+        "rpc.server.denied",
+        "Calls refused as CALLER_NOT_ALLOWED by AUTHZ_POLICY_FILE, by caller and RPC",
+    ),
+];
+
+impl Event<'_> {
+    fn index(&self) -> usize {
+        match self {
+            Event::TokenFetched => 0,
+            Event::TokenFailed => 1,
+            Event::Retried(_) => 2,
+            Event::RetryRefused => 3,
+            Event::Shed => 4,
+            Event::OversizedAnswer => 5,
+            Event::Denied { .. } => 6,
+        }
+    }
+
+    fn attributes(&self) -> Vec<KeyValue> {
+        match *self {
+            Event::Retried(reason) => vec![KeyValue::new("reason", reason)],
+            Event::Denied { caller, rpc } => {
+                let (service, method) = rpc.split_once('/').unwrap_or((rpc, ""));
+                vec![
+                    KeyValue::new("enduser.id", caller.to_owned()),
+                    KeyValue::new("rpc.service", service.to_owned()),
+                    KeyValue::new("rpc.method", method.to_owned()),
+                ]
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Every instrument recorded per call or per event.
 pub(super) struct Instruments {
     /// `rpc.server.call.duration`: by method and status code.
     pub rpc_duration: Histogram<f64>,
     /// `http.client.request.duration`: by host, method and outcome.
     pub http_duration: Histogram<f64>,
-    /// `portone.token.refreshes`: getToken calls made.
-    token_refreshes: Counter<u64>,
-    /// `portone.upstream.retries`: upstream attempts repeated, by reason.
-    retries: Counter<u64>,
-    /// `portone.upstream.retries_refused`: retries the retry budget refused.
-    retries_refused: Counter<u64>,
-    /// `portone.token.failures`: getToken calls that gave no token.
-    token_failures: Counter<u64>,
-    /// `rpc.server.shed`: calls refused as OVERLOADED (over `MAX_IN_FLIGHT`).
-    shed: Counter<u64>,
-    /// `portone.upstream.oversized_answers`: answers refused past 1 MiB.
-    oversized_answers: Counter<u64>,
-    /// `rpc.server.denied`: calls refused as CALLER_NOT_ALLOWED, by caller
-    /// and RPC.
-    denied: Counter<u64>,
+    counters: [Counter<u64>; COUNTERS.len()],
 }
 
-/// The instruments; set once when a metric exporter runs.
 static INSTRUMENTS: OnceLock<Instruments> = OnceLock::new();
+
+fn meter() -> Meter {
+    global::meter("portone-facade")
+}
 
 /// Makes the instruments on the global meter provider (install the provider
 /// first); from then on they are recorded.
 pub(super) fn install_instruments() {
     INSTRUMENTS.get_or_init(|| {
-        let meter = global::meter("portone-facade");
+        let meter = meter();
         let duration = |name: &'static str, description: &'static str| {
             meter
                 .f64_histogram(name)
@@ -68,146 +133,57 @@ pub(super) fn install_instruments() {
                 "http.client.request.duration",
                 "Duration of each HTTP request to PortOne (one per attempt)",
             ),
-            token_refreshes: meter
-                .u64_counter("portone.token.refreshes")
-                .with_description("PortOne access tokens fetched (getToken calls)")
-                .build(),
-            retries: meter
-                .u64_counter("portone.upstream.retries")
-                .with_description("Upstream attempts repeated after a transient failure or a 401")
-                .build(),
-            token_failures: meter
-                .u64_counter("portone.token.failures")
-                .with_description("getToken calls that gave no token (refused, failed or unreadable)")
-                .build(),
-            shed: meter
-                .u64_counter("rpc.server.shed")
-                .with_description("Calls refused as OVERLOADED because MAX_IN_FLIGHT were in flight")
-                .build(),
-            denied: meter
-                .u64_counter("rpc.server.denied")
-                .with_description(
-                    "Calls refused as CALLER_NOT_ALLOWED by AUTHZ_POLICY_FILE, by caller and RPC",
-                )
-                .build(),
-            oversized_answers: meter
-                .u64_counter("portone.upstream.oversized_answers")
-                .with_description("PortOne answers refused unread past 1 MiB")
-                .build(),
-            retries_refused: meter
-                .u64_counter("portone.upstream.retries_refused")
-                .with_description(
-                    "Retries the retry budget refused (20% of the calls of the last 10 s, plus 3/s)",
-                )
-                .build(),
+            counters: COUNTERS.map(|(name, description)| {
+                meter
+                    .u64_counter(name)
+                    .with_description(description)
+                    .build()
+            }),
         }
     });
 }
 
-/// The instruments, when metrics are exported; `None` when not, so that
-/// callers do not even build the attributes.
+/// The instruments, when metrics are exported.
 pub(super) fn instruments() -> Option<&'static Instruments> {
     INSTRUMENTS.get()
 }
 
-/// Adds one to the counter `which` picks, when metrics are recorded.
-fn count(which: impl FnOnce(&Instruments) -> &Counter<u64>) {
+/// Counts `event`, when metrics are recorded.
+pub(crate) fn count(event: Event<'_>) {
     if let Some(instruments) = instruments() {
-        which(instruments).add(1, &[]);
+        instruments.counters[event.index()].add(1, &event.attributes());
     }
 }
 
-/// Counts one getToken call.
-pub(crate) fn record_token_fetch() {
-    count(|instruments| &instruments.token_refreshes)
-}
-
-/// Counts one repeated upstream attempt; `reason` is `transient` or
-/// `unauthorized`.
-pub(crate) fn record_retry(reason: &'static str) {
-    if let Some(instruments) = instruments() {
-        instruments
-            .retries
-            .add(1, &[KeyValue::new("reason", reason)]);
-    }
-}
-
-/// Counts one getToken call that gave no token.
-pub(crate) fn record_token_failure() {
-    count(|instruments| &instruments.token_failures)
-}
-
-/// Counts one call refused as OVERLOADED.
-pub(crate) fn record_shed() {
-    count(|instruments| &instruments.shed)
-}
-
-/// Counts one call of `rpc` (`package.Service/Method`) that the policy
-/// refused `caller`.
-pub(crate) fn record_denied(caller: &str, rpc: &str) {
-    if let Some(instruments) = instruments() {
-        let (service, method) = split_rpc(rpc);
-        instruments.denied.add(
-            1,
-            &[
-                KeyValue::new("enduser.id", caller.to_owned()),
-                KeyValue::new("rpc.service", service.to_owned()),
-                KeyValue::new("rpc.method", method.to_owned()),
-            ],
-        );
-    }
-}
-
-/// Counts one PortOne answer refused as too large.
-pub(crate) fn record_oversized_answer() {
-    count(|instruments| &instruments.oversized_answers)
-}
-
-/// Counts one retry that the retry budget refused.
-pub(crate) fn record_retry_refused() {
-    count(|instruments| &instruments.retries_refused)
-}
-
-/// `rpc.server.active_requests`: RPCs in flight, read from the server's own
-/// counter at each export (nothing is recorded per call). Keep it alive for
-/// as long as the server runs.
-pub(crate) struct ActiveRequestsGauge {
-    _gauge: ObservableUpDownCounter<i64>,
-}
-
-impl ActiveRequestsGauge {
-    /// Observes `count` at every export.
-    pub(crate) fn observe(count: Arc<AtomicUsize>) -> ActiveRequestsGauge {
-        let gauge = global::meter("portone-facade")
-            .i64_observable_up_down_counter("rpc.server.active_requests")
-            .with_description("RPCs in flight")
-            .with_callback(move |observer| {
-                let active = i64::try_from(count.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
-                observer.observe(active, &[]);
-            })
-            .build();
-        ActiveRequestsGauge { _gauge: gauge }
-    }
+/// `rpc.server.active_requests`: RPCs in flight, read at each export from
+/// `active` (nothing is recorded per call). Keep it for as long as the
+/// server runs.
+pub(crate) fn active_requests(
+    active: impl Fn() -> usize + Send + Sync + 'static,
+) -> ObservableUpDownCounter<i64> {
+    meter()
+        .i64_observable_up_down_counter("rpc.server.active_requests")
+        .with_description("RPCs in flight")
+        .with_callback(move |observer| {
+            observer.observe(i64::try_from(active()).unwrap_or(i64::MAX), &[]);
+        })
+        .build()
 }
 
 /// `portone.audit.dropped`: audit lines dropped because stdout was slower
-/// than the calls, read from the audit writer's own count at each export
-/// (nothing is recorded per call). Keep it alive for as long as the trail
-/// runs.
-pub(crate) struct DroppedAuditLines {
-    _counter: ObservableCounter<u64>,
-}
-
-impl DroppedAuditLines {
-    /// Observes `dropped()` at every export.
-    pub(crate) fn observe(dropped: impl Fn() -> u64 + Send + Sync + 'static) -> DroppedAuditLines {
-        let counter = global::meter("portone-facade")
-            .u64_observable_counter("portone.audit.dropped")
-            .with_description(
-                "Audit lines dropped because stdout was slower than the calls (each gap is also marked in the trail)",
-            )
-            .with_callback(move |observer| observer.observe(dropped(), &[]))
-            .build();
-        DroppedAuditLines { _counter: counter }
-    }
+/// than the calls, read at each export from `dropped`. Keep it for as long
+/// as the trail runs.
+pub(crate) fn dropped_audit_lines(
+    dropped: impl Fn() -> usize + Send + Sync + 'static,
+) -> ObservableCounter<u64> {
+    meter()
+        .u64_observable_counter("portone.audit.dropped")
+        .with_description(
+            "Audit lines dropped because stdout was slower than the calls \
+             (each gap is also marked in the trail)",
+        )
+        .with_callback(move |observer| {
+            observer.observe(u64::try_from(dropped()).unwrap_or(u64::MAX), &[]);
+        })
+        .build()
 }

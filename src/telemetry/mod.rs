@@ -21,11 +21,8 @@ use opentelemetry_sdk::{metrics::SdkMeterProvider, trace::SdkTracerProvider};
 
 pub use self::scrape::serve_metrics;
 pub(crate) use self::{
-    metrics::{
-        ActiveRequestsGauge, DroppedAuditLines, record_denied, record_oversized_answer,
-        record_retry, record_retry_refused, record_shed, record_token_failure, record_token_fetch,
-    },
-    spans::{ClientAttempt, ServerCall, code_name, in_token_span, record_merchant_uid},
+    metrics::{Event, active_requests, count, dropped_audit_lines},
+    spans::{ClientAttempt, ServerCall, in_token_span, record_merchant_uid},
 };
 use crate::config::LogFormat;
 

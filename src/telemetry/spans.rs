@@ -1,31 +1,30 @@
 //! The SERVER span of each RPC, the CLIENT span of each upstream attempt
-//! and the INTERNAL span of a token fetch, with the OpenTelemetry
-//! semantic-convention attributes, W3C trace context in (from gRPC
-//! metadata) and out (to PortOne), and the duration metrics beside them.
+//! and the INTERNAL span of a token fetch, with the semantic-convention
+//! attributes and the duration metrics beside them; W3C trace context in
+//! (from gRPC metadata) and out (to PortOne).
 //!
-//! The spans are made with the SDK's tracer directly: the server span's
-//! [`Context`] is attached while the call is polled, so the client spans,
-//! the token span and the log lines all find it as their parent. Names come
-//! from the request path and the URL, so a new RPC or endpoint needs no edit
-//! here.
+//! The server span's [`Context`] is attached while the call is polled, so
+//! the client spans, the token span and the log lines find it as their
+//! parent. Names come from the request path and the URL, so a new RPC or
+//! endpoint needs no edit here.
 
 use std::{future::Future, sync::OnceLock, time::Instant};
 
-use http::{HeaderMap, Method};
+use http::{HeaderMap, Method, uri::PathAndQuery};
 use opentelemetry::{
     Context, KeyValue,
-    propagation::{TextMapCompositePropagator, TextMapPropagator},
+    propagation::TextMapPropagator,
     trace::{FutureExt as _, Span as _, SpanKind, Status, TraceContextExt, TraceId, Tracer as _},
 };
 use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 use opentelemetry_sdk::{
-    propagation::{BaggagePropagator, TraceContextPropagator},
+    propagation::TraceContextPropagator,
     trace::{SdkTracer, Span},
 };
 use reqwest::Url;
 
 use super::metrics::instruments;
-use crate::identity::Caller;
+use crate::{error::code_name, identity::Caller};
 
 /// The tracer of our own spans; set once when a trace exporter runs.
 static TRACER: OnceLock<SdkTracer> = OnceLock::new();
@@ -35,94 +34,53 @@ pub(super) fn install_tracer(tracer: SdkTracer) {
     let _ = TRACER.set(tracer);
 }
 
-fn tracer() -> Option<&'static SdkTracer> {
-    TRACER.get()
-}
-
 /// gRPC codes that make a SERVER span an error (OpenTelemetry RPC
 /// conventions): UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL,
 /// UNAVAILABLE, DATA_LOSS.
 const SERVER_ERROR_CODES: [i32; 6] = [2, 4, 12, 13, 14, 15];
-
-/// The name of a gRPC status code, for `error.type` and the audit line.
-pub(crate) fn code_name(code: i32) -> &'static str {
-    match code {
-        0 => "OK",
-        1 => "CANCELLED",
-        2 => "UNKNOWN",
-        3 => "INVALID_ARGUMENT",
-        4 => "DEADLINE_EXCEEDED",
-        5 => "NOT_FOUND",
-        6 => "ALREADY_EXISTS",
-        7 => "PERMISSION_DENIED",
-        8 => "RESOURCE_EXHAUSTED",
-        9 => "FAILED_PRECONDITION",
-        10 => "ABORTED",
-        11 => "OUT_OF_RANGE",
-        12 => "UNIMPLEMENTED",
-        13 => "INTERNAL",
-        14 => "UNAVAILABLE",
-        15 => "DATA_LOSS",
-        16 => "UNAUTHENTICATED",
-        _ => "_OTHER",
-    }
-}
-
-/// The caller's W3C trace context and baggage, read from gRPC metadata.
-fn caller_context(headers: &HeaderMap) -> Context {
-    static PROPAGATOR: OnceLock<TextMapCompositePropagator> = OnceLock::new();
-    PROPAGATOR
-        .get_or_init(|| {
-            TextMapCompositePropagator::new(vec![
-                Box::new(TraceContextPropagator::new()),
-                Box::new(BaggagePropagator::new()),
-            ])
-        })
-        .extract(&HeaderExtractor(headers))
-}
 
 /// One RPC: its SERVER span (when tracing is on) and its duration metric.
 pub(crate) struct ServerCall {
     /// The caller's context with our SERVER span in it.
     context: Option<Context>,
     started: Instant,
-    /// The request path, `/<service>/<method>`: a shared copy of the
-    /// request's own bytes, so an untraced call copies nothing.
-    path: Option<http::uri::PathAndQuery>,
+    /// `/<service>/<method>`, shared with the request: an untraced call
+    /// copies nothing.
+    path: Option<PathAndQuery>,
 }
 
 impl ServerCall {
     /// Starts the span of the RPC in `request`, as a child of the caller's
-    /// `traceparent`.
+    /// `traceparent`. The caller's baggage is not read: nothing here uses it,
+    /// and it is not forwarded to PortOne, a third party.
     pub(crate) fn start<B>(request: &http::Request<B>) -> ServerCall {
         let path = request.uri().path_and_query().cloned();
-        let name = rpc_name(path.as_ref());
-        let context = tracer().map(|tracer| {
-            let parent = caller_context(request.headers());
+        let context = TRACER.get().map(|tracer| {
+            let parent = TraceContextPropagator::new().extract(&HeaderExtractor(request.headers()));
+            let name = rpc_name(path.as_ref());
             let mut span = tracer
                 .span_builder(name.to_owned())
                 .with_kind(SpanKind::Server)
                 .start_with_context(tracer, &parent);
-            // The attributes are made only for a span the sampler kept: at
-            // a sampling ratio most are not.
+            // Attributes only for a span the sampler kept: most are not.
             if span.is_recording() {
                 let (service, method) = split_rpc(name);
-                let mut attributes = vec![
-                    KeyValue::new("rpc.system", "grpc"),
-                    KeyValue::new("rpc.service", service.to_owned()),
-                    KeyValue::new("rpc.method", method.to_owned()),
-                ];
+                span.set_attribute(KeyValue::new("rpc.system", "grpc"));
+                span.set_attribute(KeyValue::new("rpc.service", service.to_owned()));
+                span.set_attribute(KeyValue::new("rpc.method", method.to_owned()));
                 // Only a client certificate proves who calls (§8).
                 if let Some(caller) = request.extensions().get::<Caller>() {
-                    attributes.push(KeyValue::new("enduser.id", caller.as_str().to_owned()));
+                    span.set_attribute(KeyValue::new("enduser.id", caller.as_str().to_owned()));
                 }
                 if let Some(authority) = request.uri().authority() {
-                    attributes.push(KeyValue::new("server.address", authority.host().to_owned()));
+                    span.set_attribute(KeyValue::new(
+                        "server.address",
+                        authority.host().to_owned(),
+                    ));
                     if let Some(port) = authority.port_u16() {
-                        attributes.push(KeyValue::new("server.port", i64::from(port)));
+                        span.set_attribute(KeyValue::new("server.port", i64::from(port)));
                     }
                 }
-                span.set_attributes(attributes);
             }
             parent.with_span(span)
         });
@@ -133,25 +91,21 @@ impl ServerCall {
         }
     }
 
-    /// The trace id of the call's span, as the log lines carry it: the
-    /// caller's when it sent a `traceparent`, sampled or not; none when
-    /// tracing is off.
+    /// The trace id the log and audit lines carry: the caller's when it sent
+    /// a `traceparent`, sampled or not; none when tracing is off.
     pub(crate) fn trace_id(&self) -> Option<TraceId> {
-        self.context.as_ref().and_then(|context| {
-            let span = context.span();
-            let span_context = span.span_context();
-            span_context.is_valid().then(|| span_context.trace_id())
-        })
+        let span = self.context.as_ref()?.span();
+        let span_context = span.span_context();
+        span_context.is_valid().then(|| span_context.trace_id())
     }
 
-    /// The context to poll the call in (its span is the current one there),
-    /// when tracing is on.
+    /// The context to poll the call in, when tracing is on.
     pub(crate) fn context(&self) -> Option<Context> {
         self.context.clone()
     }
 
-    /// Records the outcome: status code on the span (ERROR for server-class
-    /// codes), the span's end, and the duration metric.
+    /// Records the outcome: the status code on the span (ERROR for
+    /// server-class codes), the span's end, and the duration metric.
     pub(crate) fn finish(self, grpc_status: i32) {
         let elapsed = self.started.elapsed().as_secs_f64();
         let server_error = SERVER_ERROR_CODES.contains(&grpc_status);
@@ -194,55 +148,41 @@ impl ServerCall {
 }
 
 /// `pkg.Service/Method` of the request path `/pkg.Service/Method`.
-fn rpc_name(path: Option<&http::uri::PathAndQuery>) -> &str {
+fn rpc_name(path: Option<&PathAndQuery>) -> &str {
     path.map_or("", |path| path.path().trim_start_matches('/'))
 }
 
 /// `("pkg.Service", "Method")` of `pkg.Service/Method`.
-pub(super) fn split_rpc(name: &str) -> (&str, &str) {
+fn split_rpc(name: &str) -> (&str, &str) {
     name.split_once('/').unwrap_or((name, ""))
 }
 
-/// Records the order id on the current RPC's span (an order id, not
-/// personal data).
+/// Records the order id (not personal data) on the current RPC's span.
 pub(crate) fn record_merchant_uid(merchant_uid: &str) {
-    if tracer().is_some() {
+    if TRACER.get().is_some() {
         Context::map_current(|cx| {
-            let span = cx.span();
-            if span.is_recording() {
-                span.set_attribute(KeyValue::new("merchant_uid", merchant_uid.to_owned()));
+            if cx.span().is_recording() {
+                cx.span()
+                    .set_attribute(KeyValue::new("merchant_uid", merchant_uid.to_owned()));
             }
         });
     }
 }
 
 /// Runs a token fetch inside its own INTERNAL span, a child of the call
-/// that started it, so that a slow token shows up as such. The fetch may
-/// run in another task: the context goes with the future.
+/// that started it, so that a slow token shows up as such. The context goes
+/// with the future, which may run in another task.
 pub(crate) fn in_token_span<F: Future>(fetch: F) -> impl Future<Output = F::Output> {
-    let context = match tracer() {
-        Some(tracer) => Context::map_current(|parent| {
+    let context = TRACER.get().map_or_else(Context::new, |tracer| {
+        Context::map_current(|parent| {
             let span = tracer
                 .span_builder("PortOne getToken")
                 .with_kind(SpanKind::Internal)
                 .start_with_context(tracer, parent);
             parent.with_span(span)
-        }),
-        None => Context::new(),
-    };
+        })
+    });
     fetch.with_context(context)
-}
-
-/// `http.request.method`: the known methods by name, any other `_OTHER`.
-fn http_method_name(method: &Method) -> &'static str {
-    match *method {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        Method::PATCH => "PATCH",
-        _ => "_OTHER",
-    }
 }
 
 /// One HTTP attempt to PortOne: its CLIENT span and duration metric.
@@ -256,13 +196,20 @@ pub(crate) struct ClientAttempt {
 
 impl ClientAttempt {
     /// Starts the span, a child of the current context (the RPC's span, or
-    /// the token fetch's); `span_name` is the method and the endpoint without
-    /// ids (`GET /payments/prepare/{merchant_uid}`). `url` carries no query,
-    /// so no secret can be in it.
+    /// the token fetch's). `span_name` is the method and the endpoint
+    /// without ids (`GET /payments/prepare/{merchant_uid}`); `url` carries
+    /// no query, so no secret can be in it.
     pub(crate) fn start(method: &Method, span_name: &'static str, url: &Url) -> ClientAttempt {
-        let method = http_method_name(method);
+        // `http.request.method`: the known methods by name, any other `_OTHER`.
+        let method = match *method {
+            Method::GET => "GET",
+            Method::POST => "POST",
+            Method::PUT => "PUT",
+            Method::DELETE => "DELETE",
+            _ => "_OTHER",
+        };
         let host = url.host_str().unwrap_or_default();
-        let span = tracer().map(|tracer| {
+        let span = TRACER.get().map(|tracer| {
             let mut span = Context::map_current(|parent| {
                 tracer
                     .span_builder(span_name)
@@ -270,15 +217,12 @@ impl ClientAttempt {
                     .start_with_context(tracer, parent)
             });
             if span.is_recording() {
-                let mut attributes = vec![
-                    KeyValue::new("http.request.method", method),
-                    KeyValue::new("url.full", url.as_str().to_owned()),
-                    KeyValue::new("server.address", host.to_owned()),
-                ];
+                span.set_attribute(KeyValue::new("http.request.method", method));
+                span.set_attribute(KeyValue::new("url.full", url.as_str().to_owned()));
+                span.set_attribute(KeyValue::new("server.address", host.to_owned()));
                 if let Some(port) = url.port_or_known_default() {
-                    attributes.push(KeyValue::new("server.port", i64::from(port)));
+                    span.set_attribute(KeyValue::new("server.port", i64::from(port)));
                 }
-                span.set_attributes(attributes);
             }
             span
         });
@@ -290,9 +234,9 @@ impl ClientAttempt {
         }
     }
 
-    /// Adds the W3C headers of this attempt to `headers`: `traceparent` for
-    /// its span, and `tracestate` when the caller sent one. Baggage from the
-    /// caller is not forwarded: PortOne is a third party.
+    /// Adds `traceparent` for this attempt's span to `headers`, and
+    /// `tracestate` when the caller sent one. The caller's baggage is not
+    /// forwarded: PortOne is a third party.
     pub(crate) fn inject_trace_headers(&self, headers: &mut HeaderMap) {
         if let Some(span) = &self.span {
             let context = Context::new().with_remote_span_context(span.span_context().clone());
@@ -301,9 +245,9 @@ impl ClientAttempt {
     }
 
     /// PortOne answered with `status`; `portone_code` reads its `code`, and
-    /// is only called when the span is recorded.
+    /// is called only when the span is recorded.
     pub(crate) fn answered(mut self, status: u16, portone_code: impl FnOnce() -> Option<i64>) {
-        if let Some(span) = &mut self.span {
+        if let Some(span) = self.span.as_mut().filter(|span| span.is_recording()) {
             span.set_attribute(KeyValue::new(
                 "http.response.status_code",
                 i64::from(status),
@@ -315,9 +259,8 @@ impl ClientAttempt {
                 span.set_attribute(KeyValue::new("error.type", status.to_string()));
                 span.set_status(Status::error(""));
             }
-            span.end();
         }
-        self.record(KeyValue::new(
+        self.end(KeyValue::new(
             "http.response.status_code",
             i64::from(status),
         ));
@@ -328,25 +271,26 @@ impl ClientAttempt {
         if let Some(span) = &mut self.span {
             span.set_attribute(KeyValue::new("error.type", error_type));
             span.set_status(Status::error(""));
-            span.end();
         }
-        self.record(KeyValue::new("error.type", error_type));
+        self.end(KeyValue::new("error.type", error_type));
     }
 
-    /// Records the duration, by method, host and `outcome` (the status code,
-    /// or the error type when there was no answer).
-    fn record(self, outcome: KeyValue) {
-        let (Some(instruments), Some(host)) = (instruments(), self.host) else {
-            return;
-        };
-        instruments.http_duration.record(
-            self.started.elapsed().as_secs_f64(),
-            &[
-                KeyValue::new("http.request.method", self.method),
-                KeyValue::new("server.address", host),
-                outcome,
-            ],
-        );
+    /// Ends the span and records the duration, by method, host and
+    /// `outcome` (the status code, or the error type without an answer).
+    fn end(self, outcome: KeyValue) {
+        if let Some(mut span) = self.span {
+            span.end();
+        }
+        if let (Some(instruments), Some(host)) = (instruments(), self.host) {
+            instruments.http_duration.record(
+                self.started.elapsed().as_secs_f64(),
+                &[
+                    KeyValue::new("http.request.method", self.method),
+                    KeyValue::new("server.address", host),
+                    outcome,
+                ],
+            );
+        }
     }
 }
 
