@@ -3,7 +3,7 @@
 use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use http::{HeaderValue, Method};
+use http::{HeaderValue, Method, Uri};
 use reqwest::Url;
 use serde::de::DeserializeOwned;
 
@@ -59,12 +59,12 @@ struct ClientInner {
     link_json: HeaderValue,
 }
 
-/// The endpoints' URLs, parsed once: reqwest would otherwise parse the
-/// whole URL, host and IDNA included, on every call.
+/// The endpoints' URIs, built once; those with an id are built per call
+/// from their base.
 struct Urls {
-    get_token: Url,
-    prepare: Url,
-    create_link: Url,
+    get_token: Uri,
+    prepare: Uri,
+    create_link: Uri,
     /// Bases for the paths that carry an id.
     api_base: Url,
     link_base: Url,
@@ -82,10 +82,14 @@ impl Urls {
         };
         let api_base = parse(api_url)?;
         let link_base = parse(link_api_url)?;
+        let fixed = |base: &Url, segments: &[&str]| {
+            under(base, segments)
+                .map_err(|error| ClientBuildError::Url(base.to_string(), error.upstream_message))
+        };
         Ok(Urls {
-            get_token: under(&api_base, &["users", "getToken"]),
-            prepare: under(&api_base, &["payments", "prepare"]),
-            create_link: under(&link_base, &LINK_PATH),
+            get_token: fixed(&api_base, &["users", "getToken"])?,
+            prepare: fixed(&api_base, &["payments", "prepare"])?,
+            create_link: fixed(&link_base, &LINK_PATH)?,
             api_base,
             link_base,
         })
@@ -98,12 +102,19 @@ const LINK_PATH: [&str; 5] = ["api", "supplements", "v1", "link", "payment"];
 /// `base` with `segments` appended to its path, each percent-encoded as one
 /// segment (a `/`, `?`, `#` or `%` in an id stays inside it). `base` can be
 /// a base: [`Urls::new`] checked it.
-fn under(base: &Url, segments: &[&str]) -> Url {
+fn under(base: &Url, segments: &[&str]) -> Result<Uri, UpstreamError> {
     let mut url = base.clone();
     if let Ok(mut path) = url.path_segments_mut() {
         path.pop_if_empty().extend(segments);
     }
-    url
+    // What the url crate serializes is ASCII and percent-encoded, so this
+    // does not fail; if it did, nothing would be sent.
+    Uri::try_from(url.as_str()).map_err(|error| {
+        UpstreamError::without_answer(
+            UpstreamErrorKind::Unavailable,
+            format!("no request was sent: {url} is not a valid request URI ({error})"),
+        )
+    })
 }
 
 /// Why the client could not be built.
@@ -114,7 +125,7 @@ pub enum ClientBuildError {
     Url(String, String),
     /// TLS or the connection pool could not be set up.
     #[error("cannot build the HTTP client: {0}")]
-    Http(#[from] reqwest::Error),
+    Http(#[source] super::transport::BuildError),
 }
 
 impl PortOneClient {
@@ -129,7 +140,7 @@ impl PortOneClient {
         } = config;
         Ok(PortOneClient {
             inner: Arc::new(ClientInner {
-                transport: Transport::new(attempt_timeout)?,
+                transport: Transport::new(attempt_timeout).map_err(ClientBuildError::Http)?,
                 urls: Urls::new(&api_url, &link_api_url)?,
                 imp_key,
                 imp_secret,
@@ -175,7 +186,7 @@ impl PortOneClient {
             url: under(
                 &inner.urls.api_base,
                 &["payments", "prepare", merchant_uid.as_str()],
-            ),
+            )?,
             body: None,
             retry: RetryRule::Idempotent,
             audience: Audience::Api,
@@ -198,7 +209,7 @@ impl PortOneClient {
         let call = Call {
             method: Method::GET,
             span_name: "GET /payments/{imp_uid}",
-            url: under(&inner.urls.api_base, &["payments", imp_uid.as_str()]),
+            url: under(&inner.urls.api_base, &["payments", imp_uid.as_str()])?,
             body: None,
             retry: RetryRule::Idempotent,
             audience: Audience::Api,
@@ -286,7 +297,7 @@ impl PortOneClient {
         let call = Call {
             method: Method::PUT,
             span_name: "PUT /api/supplements/v1/link/payment/{link_id}",
-            url: under(&inner.urls.link_base, &segments),
+            url: under(&inner.urls.link_base, &segments)?,
             body: None,
             retry: RetryRule::Idempotent,
             audience: Audience::Api,

@@ -10,7 +10,7 @@
 
 use std::{future::Future, sync::OnceLock, time::Instant};
 
-use http::{HeaderMap, Method, uri::PathAndQuery};
+use http::{HeaderMap, Method, Uri, uri::PathAndQuery};
 use opentelemetry::{
     Context, KeyValue,
     propagation::TextMapPropagator,
@@ -21,7 +21,6 @@ use opentelemetry_sdk::{
     propagation::TraceContextPropagator,
     trace::{SdkTracer, Span},
 };
-use reqwest::Url;
 
 use super::metrics::instruments;
 use crate::{error::code_name, identity::Caller};
@@ -199,7 +198,7 @@ impl ClientAttempt {
     /// the token fetch's). `span_name` is the method and the endpoint
     /// without ids (`GET /payments/prepare/{merchant_uid}`); `url` carries
     /// no query, so no secret can be in it.
-    pub(crate) fn start(method: &Method, span_name: &'static str, url: &Url) -> ClientAttempt {
+    pub(crate) fn start(method: &Method, span_name: &'static str, url: &Uri) -> ClientAttempt {
         // `http.request.method`: the known methods by name, any other `_OTHER`.
         let method = match *method {
             Method::GET => "GET",
@@ -208,7 +207,7 @@ impl ClientAttempt {
             Method::DELETE => "DELETE",
             _ => "_OTHER",
         };
-        let host = url.host_str().unwrap_or_default();
+        let host = url.host().unwrap_or_default();
         let span = TRACER.get().map(|tracer| {
             let mut span = Context::map_current(|parent| {
                 tracer
@@ -218,9 +217,14 @@ impl ClientAttempt {
             });
             if span.is_recording() {
                 span.set_attribute(KeyValue::new("http.request.method", method));
-                span.set_attribute(KeyValue::new("url.full", url.as_str().to_owned()));
+                span.set_attribute(KeyValue::new("url.full", url.to_string()));
                 span.set_attribute(KeyValue::new("server.address", host.to_owned()));
-                if let Some(port) = url.port_or_known_default() {
+                let known_port = match url.scheme_str() {
+                    Some("https") => Some(443),
+                    Some("http") => Some(80),
+                    _ => None,
+                };
+                if let Some(port) = url.port_u16().or(known_port) {
                     span.set_attribute(KeyValue::new("server.port", i64::from(port)));
                 }
             }
